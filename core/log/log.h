@@ -1,0 +1,71 @@
+// core/log/log.h
+//
+// The one place that formats moat's log lines. Lines have Postfix's shape so that
+// pflogsumm-style tools work (DESIGN section 5):
+//
+//   moat/smtpd[1234]: 3F2A1C: client=host[203.0.113.7]
+//   moat[1234]: warning: /etc/moat/main.cf:12: unknown parameter "foo"
+//
+// "PROGRAM[pid]: " then, for levels other than info, "warning: ", "error: ", "fatal: ",
+// "panic: " or "debug: ", then the message. Lines go to stderr (journald takes them from
+// there) with one write(2) each, so lines from several threads never interleave.
+//
+// Thread safety: every function may be called from any thread. The program name and the
+// debug switch are set once at start-up, before threads start.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/strings/str_format.h"
+
+namespace moat::log {
+
+enum class Level { kDebug, kInfo, kWarning, kError, kFatal, kPanic };
+
+// Sets the "PROGRAM" part of the prefix (default "moat"). Call before threads start.
+void SetProgramName(std::string_view name);
+// Enables debug lines. Call before threads start.
+void SetDebug(bool on);
+bool DebugEnabled();
+
+// Test hook: when set, lines are appended here instead of written to stderr.
+// REQUIRES: single-threaded use in tests.
+void CaptureForTest(std::string* sink);
+
+// Formats and writes one line. A fatal line exits the process with status 1 after
+// writing; a panic aborts (core dump).
+void Write(Level level, std::string_view message);
+
+// Only the formatting, for tests and for text that goes elsewhere (e.g. the control socket).
+std::string FormatLine(Level level, std::string_view message);
+
+template <typename... Args>
+void Info(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  Write(Level::kInfo, absl::StrFormat(format, args...));
+}
+template <typename... Args>
+void Warning(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  Write(Level::kWarning, absl::StrFormat(format, args...));
+}
+template <typename... Args>
+void Error(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  Write(Level::kError, absl::StrFormat(format, args...));
+}
+template <typename... Args>
+[[noreturn]] void Fatal(const absl::FormatSpec<Args...>& format, const Args&... args);
+template <typename... Args>
+void Debug(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  if (DebugEnabled()) {
+    Write(Level::kDebug, absl::StrFormat(format, args...));
+  }
+}
+
+[[noreturn]] void FatalLine(std::string_view message);
+
+template <typename... Args>
+[[noreturn]] void Fatal(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  FatalLine(absl::StrFormat(format, args...));
+}
+
+}  // namespace moat::log
