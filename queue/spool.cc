@@ -1,0 +1,467 @@
+// queue/spool.cc: see spool.h and FORMAT.md. Owned by one shard; not thread-safe.
+#include "queue/spool.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "core/log/assert.h"
+#include "core/log/log.h"
+#include "xxhash.h"
+
+namespace moat::queue {
+namespace {
+
+constexpr char kZeros[kRecordAlign] = {};
+constexpr char kSegmentSuffix[] = ".seg";
+constexpr size_t kSegmentNameChars = 16 + sizeof(kSegmentSuffix) - 1;
+static_assert(kRecordAlign <= sizeof(kZeros));
+
+absl::Status ErrnoStatus(std::string_view what, std::string_view path, int err) {
+  return absl::InternalError(absl::StrFormat("%s %s: %s", what, path, std::strerror(err)));
+}
+
+// Parses "<16 hex>.seg".
+bool ParseSegmentName(std::string_view name, uint64_t* number) {
+  if (name.size() != kSegmentNameChars || name.substr(16) != kSegmentSuffix) {
+    return false;
+  }
+  std::optional<uint64_t> v = ParseQueueId(name.substr(0, 16));  // same shape: 16 hex digits
+  if (!v.has_value()) {
+    return false;
+  }
+  *number = *v;
+  return true;
+}
+
+int64_t NowUnixMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+}  // namespace
+
+void CommitBatch::Consume(uint64_t n) {
+  MOAT_CHECK(n <= bytes);
+  bytes -= n;
+  offset += n;
+  size_t i = 0;
+  while (i < iov.size() && n >= iov[i].iov_len) {
+    n -= iov[i].iov_len;
+    ++i;
+  }
+  iov.erase(iov.begin(), iov.begin() + static_cast<std::ptrdiff_t>(i));
+  if (n > 0) {
+    iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + n;
+    iov[0].iov_len -= n;
+  }
+}
+
+Spool::Spool(const SpoolOptions& options) : options_(options), ids_(options.shard) {}
+
+Spool::~Spool() {
+  CloseSegment();
+  if (directory_fd_ >= 0) {
+    close(directory_fd_);
+  }
+}
+
+std::string Spool::SegmentPath(uint64_t segment) const {
+  return absl::StrFormat("%s/%016x%s", options_.directory, segment, kSegmentSuffix);
+}
+
+absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
+                                                   Reporter& reporter) {
+  if (options.shard >= kShardsMax) {
+    return absl::InvalidArgumentError(absl::StrFormat("spool: shard %d out of range", options.shard));
+  }
+  if (options.batch_records_max == 0 || 1 + 3 * options.batch_records_max > kIovecsMax) {
+    return absl::InvalidArgumentError("spool: batch_records_max out of range");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.directory, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrFormat("spool: create %s: %s", options.directory, ec.message()));
+  }
+  std::unique_ptr<Spool> spool(new Spool(options));
+  spool->directory_fd_ = open(options.directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (spool->directory_fd_ < 0) {
+    return ErrnoStatus("spool: open", options.directory, errno);
+  }
+  if (absl::Status status = spool->Recover(reporter); !status.ok()) {
+    return status;
+  }
+  return spool;
+}
+
+absl::Status Spool::Recover(Reporter& reporter) {
+  std::vector<uint64_t> numbers;
+  DIR* dir = fdopendir(dup(directory_fd_));
+  if (dir == nullptr) {
+    return ErrnoStatus("spool: read directory", options_.directory, errno);
+  }
+  while (dirent* entry = readdir(dir)) {
+    uint64_t number = 0;
+    if (ParseSegmentName(entry->d_name, &number)) {
+      numbers.push_back(number);
+    }
+  }
+  closedir(dir);
+  std::sort(numbers.begin(), numbers.end());
+
+  uint64_t max_queue_id = 0;
+  for (uint64_t number : numbers) {
+    next_segment_number_ = std::max(next_segment_number_, number + 1);
+    std::string path = SegmentPath(number);
+    ++recovery_stats_.segments;
+    auto visit = [&](const RecordHeader& header, uint64_t offset, std::string_view payload) {
+      next_sequence_ = std::max(next_sequence_, header.sequence + 1);
+      if (header.type == RecordType::kMessage) {
+        std::string_view content;
+        absl::StatusOr<MessageEnvelope> envelope = DecodeMessage(payload, &content);
+        if (!envelope.ok()) {
+          ++recovery_stats_.undecodable_records;
+          reporter.Corruption(path, offset, RecordBytes(header.payload_bytes), envelope.status());
+          return;
+        }
+        if (std::optional<uint64_t> id = ParseQueueId(envelope->queue_id); id.has_value()) {
+          max_queue_id = std::max(max_queue_id, *id);
+        }
+        QueuedMessage m;
+        m.sequence = header.sequence;
+        m.location = {number, offset, RecordBytes(header.payload_bytes)};
+        m.content_bytes = content.size();
+        m.envelope = *std::move(envelope);
+        index_.Add(std::move(m));
+        ++recovery_stats_.messages;
+      } else if (header.type == RecordType::kOutcome) {
+        absl::StatusOr<OutcomeRecord> outcome = DecodeOutcome(payload);
+        if (!outcome.ok()) {
+          ++recovery_stats_.undecodable_records;
+          reporter.Corruption(path, offset, RecordBytes(header.payload_bytes), outcome.status());
+          return;
+        }
+        index_.ApplyOutcome(*outcome, number);
+        ++recovery_stats_.outcomes;
+      }
+    };
+    absl::StatusOr<SegmentScanResult> scan = ScanSegment(path, ScanOptions{}, reporter, visit);
+    if (!scan.ok()) {
+      ++recovery_stats_.unreadable_segments;  // reported by ScanSegment; the file stays
+      continue;
+    }
+    index_.AddSegment(number);
+    salts_[number] = scan->header.salt;
+    recovery_stats_.skipped_bytes += scan->skipped_bytes;
+    recovery_stats_.dropped_bytes += scan->dropped_bytes;
+  }
+  if (max_queue_id != 0) {
+    ids_.RaiseFloor(max_queue_id);
+  }
+  if (recovery_stats_.segments > 0) {
+    log::Info("spool: shard %d: recovered %d messages (%d pending), %d outcomes from %d segments",
+              options_.shard, recovery_stats_.messages, index_.pending_messages(),
+              recovery_stats_.outcomes, recovery_stats_.segments);
+  }
+  return absl::OkStatus();
+}
+
+std::string Spool::NewQueueId() { return ids_.Next(absl::ToUnixSeconds(absl::Now())); }
+
+Ticket Spool::Stage(MessageEnvelope envelope, std::string_view content) {
+  return StageMessage(std::move(envelope), content, nullptr);
+}
+
+Ticket Spool::Stage(MessageEnvelope envelope, std::string&& content) {
+  return StageMessage(std::move(envelope), std::string_view(), &content);
+}
+
+Ticket Spool::StageMessage(MessageEnvelope&& envelope, std::string_view content,
+                           std::string* owned) {
+  MOAT_CHECK(!envelope.queue_id.empty());
+  Pending p;
+  p.type = RecordType::kMessage;
+  // alloc: header + envelope of one staged message, freed when its batch completes.
+  p.head.assign(kHeaderBytes, '\0');
+  uint64_t content_bytes = owned != nullptr ? owned->size() : content.size();
+  EncodeEnvelope(envelope, content_bytes, &p.head);
+  p.payload_bytes = p.head.size() - kHeaderBytes + content_bytes;
+  if (owned != nullptr) {
+    p.owned_content = std::move(*owned);
+    p.owns_content = true;
+  } else {
+    p.content = content;
+  }
+  p.envelope = std::move(envelope);
+  return Enqueue(std::move(p));
+}
+
+Ticket Spool::StageOutcome(const OutcomeRecord& outcome) {
+  Pending p;
+  p.type = RecordType::kOutcome;
+  p.head.assign(kHeaderBytes, '\0');
+  EncodeOutcome(outcome, &p.head);
+  p.payload_bytes = p.head.size() - kHeaderBytes;
+  p.outcome = outcome;
+  return Enqueue(std::move(p));
+}
+
+Ticket Spool::Enqueue(Pending&& p) {
+  p.sequence = next_sequence_++;
+  Ticket ticket{p.sequence};
+  if (p.payload_bytes > kPayloadBytesMax) {
+    results_.push_back({p.sequence, EFBIG});
+    return ticket;
+  }
+  pending_.push_back(std::move(p));
+  return ticket;
+}
+
+void Spool::CloseSegment() {
+  if (segment_.fd >= 0) {
+    close(segment_.fd);
+    segment_.fd = -1;
+  }
+  segment_.sealed = true;
+}
+
+absl::Status Spool::StartSegment() {
+  CloseSegment();
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    uint64_t number = next_segment_number_++;
+    std::string path = SegmentPath(number);
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+      continue;  // a leftover (e.g. an unreadable segment): never reuse its number
+    }
+    if (fd < 0) {
+      return absl::Status(absl::ErrnoToStatusCode(errno), absl::StrFormat("create %s", path));
+    }
+    if (options_.preallocate) {
+      if (fallocate(fd, 0, 0, static_cast<off_t>(options_.segment_bytes)) != 0 &&
+          errno != EOPNOTSUPP) {
+        int err = errno;
+        close(fd);
+        unlink(path.c_str());
+        return absl::Status(absl::ErrnoToStatusCode(err), absl::StrFormat("fallocate %s", path));
+      }
+    }
+    segment_ = Segment();
+    segment_.number = number;
+    segment_.fd = fd;
+    segment_.salt = absl::BitGen()();
+    segment_.sealed = false;
+    SegmentHeaderInfo info{kFormatVersion, options_.shard, number, segment_.salt,
+                           NowUnixMicros()};
+    std::string payload = EncodeSegmentHeader(info);
+    RecordHeader header{RecordType::kSegmentHeader, static_cast<uint32_t>(payload.size()), 0,
+                        PayloadChecksum(payload, 0)};
+    segment_.header.assign(kHeaderBytes, '\0');
+    EncodeHeader(header, 0, segment_.header.data());
+    segment_.header += payload;
+    segment_.header.append(PaddingBytes(payload.size()), '\0');
+    salts_[number] = segment_.salt;
+    index_.AddSegment(number);
+    return absl::OkStatus();
+  }
+  return absl::AlreadyExistsError("spool: no free segment number");
+}
+
+const CommitBatch* Spool::PrepareCommit() {
+  if (in_flight_ || pending_.empty()) {
+    return nullptr;
+  }
+  uint64_t first_bytes = RecordBytes(pending_.front().payload_bytes);
+  bool segment_empty = !segment_.header_written || segment_.records == 0;
+  if (segment_.sealed || segment_.fd < 0 ||
+      (!segment_empty && segment_.offset + first_bytes > options_.segment_bytes)) {
+    if (absl::Status status = StartSegment(); !status.ok()) {
+      int err = status.code() == absl::StatusCode::kResourceExhausted ? ENOSPC : EIO;
+      log::Error("spool: shard %d: %s: failing %d staged records", options_.shard,
+                 std::string(status.message()), pending_.size());
+      for (const Pending& p : pending_) {
+        results_.push_back({p.sequence, err});
+      }
+      pending_.clear();
+      return nullptr;
+    }
+  }
+
+  batch_.iov.clear();
+  batch_.fd = segment_.fd;
+  batch_.offset = segment_.offset;
+  batch_.bytes = 0;
+  batch_.directory_fd = -1;
+  if (!segment_.header_written) {
+    batch_.iov.push_back({segment_.header.data(), segment_.header.size()});
+    batch_.bytes += segment_.header.size();
+    batch_.directory_fd = directory_fd_;
+  }
+  // Take records while they fit: in the segment (soft limit: the first always goes), the batch
+  // byte budget and the record count.
+  batch_records_.clear();
+  while (!pending_.empty()) {
+    uint64_t bytes = RecordBytes(pending_.front().payload_bytes);
+    if (!batch_records_.empty() &&
+        (batch_.offset + batch_.bytes + bytes > options_.segment_bytes ||
+         batch_.bytes + bytes > options_.batch_bytes_max ||
+         batch_records_.size() >= options_.batch_records_max)) {
+      break;
+    }
+    batch_records_.push_back(std::move(pending_.front()));
+    pending_.pop_front();
+    batch_.bytes += bytes;
+  }
+  // Frame each record now that its segment (and so the checksum seed) is known. The content is
+  // hashed in place and written from the caller's buffer: never copied.
+  XXH3_state_t state;
+  for (Pending& p : batch_records_) {
+    if (p.owns_content) {
+      p.content = p.owned_content;
+    }
+    std::string_view envelope(p.head.data() + kHeaderBytes, p.head.size() - kHeaderBytes);
+    XXH3_64bits_reset_withSeed(&state, segment_.salt);
+    XXH3_64bits_update(&state, envelope.data(), envelope.size());
+    XXH3_64bits_update(&state, p.content.data(), p.content.size());
+    RecordHeader header{p.type, static_cast<uint32_t>(p.payload_bytes), p.sequence,
+                        XXH3_64bits_digest(&state)};
+    EncodeHeader(header, segment_.salt, p.head.data());
+    batch_.iov.push_back({p.head.data(), p.head.size()});
+    if (!p.content.empty()) {
+      batch_.iov.push_back({const_cast<char*>(p.content.data()), p.content.size()});
+    }
+    if (size_t pad = PaddingBytes(p.payload_bytes); pad != 0) {
+      batch_.iov.push_back({const_cast<char*>(kZeros), pad});
+    }
+    batch_.last_sequence = p.sequence;
+  }
+  MOAT_DCHECK(batch_.iov.size() <= kIovecsMax);
+  in_flight_ = true;
+  return &batch_;
+}
+
+void Spool::OnCommitDone(int result) {
+  MOAT_CHECK(in_flight_);
+  in_flight_ = false;
+  if (result != 0) {
+    int err = result < 0 ? -result : EIO;
+    log::Error("spool: shard %d: commit of %d records to %s failed: %s; segment sealed",
+               options_.shard, batch_records_.size(), SegmentPath(segment_.number),
+               std::strerror(err));
+    for (const Pending& p : batch_records_) {
+      results_.push_back({p.sequence, err});
+    }
+    batch_records_.clear();
+    CloseSegment();
+    return;
+  }
+  uint64_t offset = segment_.offset;
+  if (!segment_.header_written) {
+    offset += segment_.header.size();
+    segment_.header_written = true;
+    segment_.header.clear();
+  }
+  for (Pending& p : batch_records_) {
+    uint64_t bytes = RecordBytes(p.payload_bytes);
+    if (p.type == RecordType::kMessage) {
+      QueuedMessage m;
+      m.sequence = p.sequence;
+      m.location = {segment_.number, offset, bytes};
+      m.content_bytes = p.content.size();
+      m.envelope = std::move(p.envelope);
+      index_.Add(std::move(m));
+    } else {
+      index_.ApplyOutcome(p.outcome, segment_.number);
+    }
+    results_.push_back({p.sequence, 0});
+    offset += bytes;
+    ++segment_.records;
+  }
+  segment_.offset = offset;
+  batch_records_.clear();
+}
+
+void Spool::TakeResults(std::vector<TicketResult>* out) {
+  out->clear();
+  out->swap(results_);
+  std::sort(out->begin(), out->end(),
+            [](const TicketResult& a, const TicketResult& b) { return a.sequence < b.sequence; });
+}
+
+absl::StatusOr<std::string> Spool::ReadContent(const QueuedMessage& message) const {
+  auto salt = salts_.find(message.location.segment);
+  if (salt == salts_.end()) {
+    return absl::NotFoundError("spool: segment not known");
+  }
+  std::string path = SegmentPath(message.location.segment);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoStatus("spool: open", path, errno);
+  }
+  std::string record(message.location.record_bytes, '\0');
+  size_t done = 0;
+  while (done < record.size()) {
+    ssize_t n = pread(fd, record.data() + done, record.size() - done,
+                      static_cast<off_t>(message.location.offset + done));
+    if (n <= 0) {
+      int err = n == 0 ? EIO : errno;
+      close(fd);
+      return ErrnoStatus("spool: read", path, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  close(fd);
+  RecordHeader header;
+  if (DecodeHeader(record.data(), salt->second, &header) != HeaderStatus::kOk ||
+      header.sequence != message.sequence ||
+      kHeaderBytes + header.payload_bytes > record.size()) {
+    return absl::DataLossError(absl::StrFormat("spool: %s: bad record header at offset %d", path,
+                                               message.location.offset));
+  }
+  std::string_view payload(record.data() + kHeaderBytes, header.payload_bytes);
+  if (PayloadChecksum(payload, salt->second) != header.payload_check) {
+    return absl::DataLossError(absl::StrFormat("spool: %s: checksum mismatch at offset %d", path,
+                                               message.location.offset));
+  }
+  std::string_view content;
+  if (absl::StatusOr<MessageEnvelope> envelope = DecodeMessage(payload, &content);
+      !envelope.ok()) {
+    return envelope.status();
+  }
+  return std::string(content);
+}
+
+absl::StatusOr<size_t> Spool::ReclaimSegments() {
+  std::vector<uint64_t> segments =
+      index_.ReclaimableSegments(segment_.sealed ? 0 : segment_.number);
+  size_t removed = 0;
+  for (uint64_t number : segments) {
+    if (number == segment_.number && (in_flight_ || !pending_.empty())) {
+      continue;
+    }
+    if (number == segment_.number) {
+      CloseSegment();
+    }
+    std::string path = SegmentPath(number);
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoStatus("spool: unlink", path, errno);
+    }
+    index_.RemoveSegment(number);
+    salts_.erase(number);
+    ++removed;
+  }
+  if (removed > 0 && fsync(directory_fd_) != 0) {
+    return ErrnoStatus("spool: fsync", options_.directory, errno);
+  }
+  return removed;
+}
+
+}  // namespace moat::queue

@@ -1,0 +1,188 @@
+// queue/spool.h
+//
+// One shard's durable spool (DESIGN.md section 1, queue/FORMAT.md): append-only segment files,
+// group commit, recovery and the queue index. Owned by one shard; not thread-safe. It does no I/O
+// on the hot path itself: the shard's ring (or BlockingCommitter in tests and tools) drives it.
+//
+//   Stage(message)  -> Ticket        serialises the envelope, queues the record; NOT durable yet
+//   PrepareCommit() -> CommitBatch*  once per loop turn when nothing is in flight: one file, one
+//                                    offset, iovecs covering every record of the batch
+//   (the driver)                     writev at batch.offset, fdatasync(batch.fd), and when
+//                                    batch.directory_fd >= 0 also fsync(directory_fd), linked
+//   OnCommitDone(result)             0: every ticket in the batch is durable; <0 (-errno): every
+//                                    ticket in it failed, the segment is sealed
+//   TakeResults()                    (sequence, error) per ticket: send 250 only for error == 0
+//
+// Nothing is durable before the OnCommitDone(0) that covers it: a session answers
+// "250 2.0.0 Ok: queued as ID" only for a ticket whose result has error 0, "452 4.3.1
+// Insufficient system storage" for ENOSPC and "451 4.3.0" for any other error.
+//
+// Lifetimes: Stage(envelope, std::string_view content) does not copy the content; the caller keeps
+// those bytes alive and unchanged until TakeResults() has returned the ticket (the batch's iovecs
+// point at them). Stage(envelope, std::string&& content) moves the buffer into the spool instead.
+// The iovecs of a CommitBatch stay valid until OnCommitDone().
+//
+// Blocking calls: Open() (recovery), ReadMessage() and ReclaimSegments() are control-side and
+// block. PrepareCommit() blocks only when it starts a new segment (open + fallocate, once per
+// segment_bytes); the directory fsync of a new segment is left to the driver (directory_fd).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "queue/message_record.h"
+#include "queue/queue_id.h"
+#include "queue/queue_index.h"
+#include "queue/record.h"
+#include "queue/segment_reader.h"
+
+namespace moat::queue {
+
+struct SpoolOptions {
+  std::string directory;  // this shard's directory, queue_directory/spool/<shard>; created if absent
+  uint32_t shard = 0;
+  uint64_t segment_bytes = uint64_t{64} << 20;  // soft limit, FORMAT.md "Files"
+  bool preallocate = true;                      // fallocate new segments to segment_bytes
+  // LevelDB-style batch limits: a batch stops growing past these (its first record always goes).
+  uint64_t batch_bytes_max = uint64_t{8} << 20;
+  size_t batch_records_max = 256;
+};
+
+struct Ticket {
+  uint64_t sequence = 0;
+};
+
+struct TicketResult {
+  uint64_t sequence = 0;
+  int error = 0;  // 0: durable; otherwise an errno (ENOSPC, EIO, EFBIG for an oversized record)
+};
+
+// One write + fdatasync. Owned by the Spool; valid until OnCommitDone().
+struct CommitBatch {
+  int fd = -1;
+  uint64_t offset = 0;
+  std::vector<iovec> iov;  // alloc: reused across batches; at most kIovecsMax entries
+  uint64_t bytes = 0;
+  uint64_t last_sequence = 0;
+  int directory_fd = -1;  // >= 0: a new segment: fsync this directory before reporting success
+
+  // After a short write of `n` bytes: drops them from iov and advances offset, so the driver can
+  // write the rest. REQUIRES: n <= bytes.
+  void Consume(uint64_t n);
+};
+
+// A batch holds at most 1 + 3 * batch_records_max iovecs (segment header; per record: header and
+// envelope, content, padding), kept under IOV_MAX.
+inline constexpr size_t kIovecsMax = 1024;
+
+struct RecoveryStats {
+  uint64_t segments = 0;
+  uint64_t unreadable_segments = 0;  // bad segment header etc.: reported and left in place
+  uint64_t messages = 0;
+  uint64_t outcomes = 0;
+  uint64_t skipped_bytes = 0;  // damage in the middle of segments
+  uint64_t dropped_bytes = 0;  // torn tails
+  uint64_t undecodable_records = 0;
+};
+
+class Spool {
+ public:
+  // Recovers the shard's spool from options.directory (FORMAT.md "Recovery"): verifies every
+  // segment, drops torn tails (reported to `reporter`, which must outlive the call), rebuilds the
+  // index. Control thread, at start-up; blocks.
+  static absl::StatusOr<std::unique_ptr<Spool>> Open(const SpoolOptions& options,
+                                                     Reporter& reporter);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // A fresh queue ID for a message this shard is about to accept (for the Received: header).
+  std::string NewQueueId();
+
+  // Stages a message. REQUIRES: !envelope.queue_id.empty(). See the lifetime contract above.
+  // A record over kPayloadBytesMax fails at once (EFBIG in its TicketResult).
+  Ticket Stage(MessageEnvelope envelope, std::string_view content);
+  Ticket Stage(MessageEnvelope envelope, std::string&& content);
+  // Stages a delivery outcome (the journal); the index applies it when it is durable.
+  Ticket StageOutcome(const OutcomeRecord& outcome);
+
+  bool HasPending() const { return !pending_.empty(); }
+  bool CommitInFlight() const { return in_flight_; }
+
+  // The next batch, or nullptr when nothing is staged or a commit is in flight. When no segment
+  // can be created, every staged ticket fails (see TakeResults()) and nullptr is returned.
+  const CommitBatch* PrepareCommit();
+  // `result`: 0 when every byte of the batch was written and every sync succeeded, else -errno.
+  void OnCommitDone(int result);
+  // Moves the finished tickets (in sequence order) into `out` (cleared first).
+  void TakeResults(std::vector<TicketResult>* out);
+
+  const QueueIndex& index() const { return index_; }
+  QueueIndex& index() { return index_; }
+  const RecoveryStats& recovery_stats() const { return recovery_stats_; }
+  uint64_t current_segment() const { return segment_.number; }
+  std::string SegmentPath(uint64_t segment) const;
+
+  // Reads a queued message's content back from its segment and verifies its checksum.
+  // Control side; blocks.
+  absl::StatusOr<std::string> ReadContent(const QueuedMessage& message) const;
+  // Deletes every segment the index says is reclaimable; returns how many. Control side; blocks.
+  absl::StatusOr<size_t> ReclaimSegments();
+
+ private:
+  struct Pending {
+    uint64_t sequence = 0;
+    RecordType type = RecordType::kMessage;
+    std::string head;  // kHeaderBytes reserved for the header, then the envelope (or outcome)
+    std::string_view content;
+    std::string owned_content;
+    bool owns_content = false;
+    uint64_t payload_bytes = 0;
+    MessageEnvelope envelope;  // for the index
+    OutcomeRecord outcome;
+  };
+  struct Segment {
+    uint64_t number = 0;
+    int fd = -1;
+    uint64_t salt = 0;
+    uint64_t offset = 0;   // where the next batch goes (everything before is durable)
+    uint64_t records = 0;  // durable records after the header
+    bool header_written = false;
+    bool sealed = true;  // no segment yet, or a failed batch sealed it
+    std::string header;  // the encoded segment header record until it is durable
+  };
+
+  explicit Spool(const SpoolOptions& options);
+  absl::Status Recover(Reporter& reporter);
+  Ticket StageMessage(MessageEnvelope&& envelope, std::string_view content, std::string* owned);
+  Ticket Enqueue(Pending&& pending);
+  absl::Status StartSegment();
+  void CloseSegment();
+
+  SpoolOptions options_;
+  QueueIdGenerator ids_;
+  QueueIndex index_;
+  RecoveryStats recovery_stats_;
+  int directory_fd_ = -1;
+  uint64_t next_sequence_ = 1;
+  uint64_t next_segment_number_ = 1;
+  Segment segment_;
+  absl::flat_hash_map<uint64_t, uint64_t> salts_;  // segment number -> salt
+  // alloc: staged records; bounded by the sessions waiting for their 250 on this shard.
+  std::deque<Pending> pending_;
+  std::vector<Pending> batch_records_;  // the records of the batch in flight
+  CommitBatch batch_;
+  bool in_flight_ = false;
+  std::vector<TicketResult> results_;
+};
+
+}  // namespace moat::queue
