@@ -18,7 +18,7 @@ QueueIdGenerator::QueueIdGenerator(uint32_t shard) : shard_(shard) {
   MOAT_CHECK(shard < kShardsMax);
 }
 
-std::string QueueIdGenerator::Next(int64_t unix_seconds) {
+uint64_t QueueIdGenerator::NextValue(int64_t unix_seconds) {
   uint64_t seconds = unix_seconds < 0 ? 0 : static_cast<uint64_t>(unix_seconds) & 0xFFFFFFFFu;
   uint64_t last_seconds = last_ >> (kCounterBits + kShardBits);
   uint64_t counter = 0;
@@ -32,7 +32,7 @@ std::string QueueIdGenerator::Next(int64_t unix_seconds) {
     }
   }
   last_ = (seconds << (kCounterBits + kShardBits)) | (uint64_t{shard_} << kCounterBits) | counter;
-  return FormatQueueId(last_);
+  return last_;
 }
 
 void QueueIdGenerator::RaiseFloor(uint64_t id) {

@@ -24,13 +24,16 @@ namespace moat::queue {
 inline constexpr uint32_t kShardsMax = 256;
 inline constexpr size_t kQueueIdChars = 16;
 
+std::string FormatQueueId(uint64_t value);
+
 class QueueIdGenerator {
  public:
   // REQUIRES: shard < kShardsMax.
   explicit QueueIdGenerator(uint32_t shard);
 
   // The next ID for the current time `unix_seconds` (a parameter so tests control the clock).
-  std::string Next(int64_t unix_seconds);
+  std::string Next(int64_t unix_seconds) { return FormatQueueId(NextValue(unix_seconds)); }
+  uint64_t NextValue(int64_t unix_seconds);
   // Every later ID is greater than `id` (used after recovery).
   void RaiseFloor(uint64_t id);
 
@@ -41,7 +44,6 @@ class QueueIdGenerator {
   uint64_t last_ = 0;  // last value handed out (0 = none yet)
 };
 
-std::string FormatQueueId(uint64_t value);
 // Parses 16 hex digits (either case) back to the value; nullopt if `id` has any other shape.
 std::optional<uint64_t> ParseQueueId(std::string_view id);
 // The shard encoded in an ID value.

@@ -1,0 +1,418 @@
+// The spool's write side (queue/spool.h): staging, group commit, failures, segment rolling,
+// oversized messages, outcomes and reclaiming, each checked again after a reopen (recovery).
+#include "queue/spool.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "queue/blocking_committer.h"
+#include "tests/queue/spool_test_util.h"
+#include "tests/testing/testing.h"
+
+namespace moat::queue {
+namespace {
+
+using testutil::MakeContent;
+using testutil::MakeEnvelope;
+
+class SpoolTest : public ::testing::Test {
+ protected:
+  SpoolOptions Options() {
+    SpoolOptions o;
+    o.directory = dir_.path() + "/spool/0";
+    o.shard = 0;
+    o.segment_bytes = 64 * 1024;
+    return o;
+  }
+  std::unique_ptr<Spool> OpenSpool(const SpoolOptions& options) {
+    absl::StatusOr<std::unique_ptr<Spool>> spool = Spool::Open(options, reporter_);
+    EXPECT_TRUE(spool.ok()) << spool.status();
+    return spool.ok() ? *std::move(spool) : nullptr;
+  }
+  std::vector<std::string> SegmentFiles(const SpoolOptions& options) {
+    std::vector<std::string> out;
+    for (const auto& entry : std::filesystem::directory_iterator(options.directory)) {
+      out.push_back(entry.path().string());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  testing::TempDir dir_;
+  testutil::RecordingReporter reporter_;
+};
+
+TEST_F(SpoolTest, StagedMessageIsNotDurableUntilItsCommitCompletes) {
+  SpoolOptions options = Options();
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string id = spool->NewQueueId();
+  std::string content = MakeContent("a@example", 300);
+  Ticket ticket = spool->Stage(MakeEnvelope(id), content);
+  EXPECT_TRUE(spool->HasPending());
+  std::vector<TicketResult> results;
+  spool->TakeResults(&results);
+  EXPECT_TRUE(results.empty());
+  EXPECT_EQ(spool->index().Find(id), nullptr);
+
+  const CommitBatch* batch = spool->PrepareCommit();
+  ASSERT_NE(batch, nullptr);
+  EXPECT_TRUE(spool->CommitInFlight());
+  EXPECT_EQ(spool->PrepareCommit(), nullptr) << "one commit in flight at a time";
+  EXPECT_GE(batch->directory_fd, 0) << "first batch of a new segment must sync the directory";
+  spool->TakeResults(&results);
+  EXPECT_TRUE(results.empty()) << "no ticket is durable before OnCommitDone";
+
+  spool->OnCommitDone(BlockingCommitter::Execute(*batch));
+  spool->TakeResults(&results);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].sequence, ticket.sequence);
+  EXPECT_EQ(results[0].error, 0);
+  ASSERT_NE(spool->index().Find(id), nullptr);
+}
+
+TEST_F(SpoolTest, RoundTripThroughRecovery) {
+  SpoolOptions options = Options();
+  std::vector<std::pair<MessageEnvelope, std::string>> sent;
+  {
+    std::unique_ptr<Spool> spool = OpenSpool(options);
+    ASSERT_NE(spool, nullptr);
+    for (int i = 0; i < 20; ++i) {
+      MessageEnvelope e = MakeEnvelope(spool->NewQueueId(), 1 + i % 3);
+      sent.emplace_back(e, MakeContent(absl::StrFormat("m%d@example", i), 100 + 37 * i));
+    }
+    for (auto& [e, content] : sent) {
+      spool->Stage(e, content);
+    }
+    BlockingCommitter::CommitAll(*spool);
+    std::vector<TicketResult> results;
+    spool->TakeResults(&results);
+    ASSERT_EQ(results.size(), sent.size());
+    for (const TicketResult& r : results) {
+      EXPECT_EQ(r.error, 0);
+    }
+    // Readable in this process already.
+    const QueuedMessage* m = spool->index().Find(sent[5].first.queue_id);
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(*spool->ReadContent(*m), sent[5].second);
+  }
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_TRUE(reporter_.reports.empty());
+  EXPECT_EQ(spool->recovery_stats().messages, sent.size());
+  EXPECT_EQ(spool->index().pending_messages(), sent.size());
+  for (const auto& [e, content] : sent) {
+    const QueuedMessage* m = spool->index().Find(e.queue_id);
+    ASSERT_NE(m, nullptr) << e.queue_id;
+    EXPECT_EQ(m->envelope, e);
+    EXPECT_EQ(m->content_bytes, content.size());
+    absl::StatusOr<std::string> got = spool->ReadContent(*m);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, content);
+  }
+  // A new process run appends to a new segment, and its IDs are above the recovered ones.
+  std::string id = spool->NewQueueId();
+  EXPECT_GT(id, sent.back().first.queue_id);
+  std::string content = MakeContent("after@example", 10);
+  spool->Stage(MakeEnvelope(id), content);
+  BlockingCommitter::CommitAll(*spool);
+  EXPECT_NE(spool->index().Find(id)->location.segment,
+            spool->index().Find(sent[0].first.queue_id)->location.segment);
+}
+
+TEST_F(SpoolTest, GroupCommitMakesManyTicketsDurableWithOneBatch) {
+  std::unique_ptr<Spool> spool = OpenSpool(Options());
+  ASSERT_NE(spool, nullptr);
+  std::vector<std::string> contents;
+  std::vector<Ticket> tickets;
+  for (int i = 0; i < 50; ++i) {
+    contents.push_back(MakeContent(absl::StrFormat("g%d@example", i), 200));
+  }
+  for (int i = 0; i < 50; ++i) {
+    tickets.push_back(spool->Stage(MakeEnvelope(spool->NewQueueId()), contents[i]));
+  }
+  EXPECT_EQ(BlockingCommitter::CommitAll(*spool), 1u) << "one write + fdatasync for all 50";
+  std::vector<TicketResult> results;
+  spool->TakeResults(&results);
+  ASSERT_EQ(results.size(), 50u);
+  for (size_t i = 0; i < results.size(); ++i) {
+    EXPECT_EQ(results[i].sequence, tickets[i].sequence);
+    EXPECT_EQ(results[i].error, 0);
+  }
+}
+
+TEST_F(SpoolTest, BatchLimitsSplitABurstIntoSeveralCommits) {
+  SpoolOptions options = Options();
+  options.segment_bytes = 16 << 20;
+  options.batch_records_max = 8;
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string content = MakeContent("b@example", 100);
+  for (int i = 0; i < 20; ++i) {
+    spool->Stage(MakeEnvelope(spool->NewQueueId()), content);
+  }
+  EXPECT_EQ(BlockingCommitter::CommitAll(*spool), 3u);  // 8 + 8 + 4
+  std::vector<TicketResult> results;
+  spool->TakeResults(&results);
+  EXPECT_EQ(results.size(), 20u);
+}
+
+TEST_F(SpoolTest, FailedCommitFailsItsTicketsAndLaterCommitsUseANewSegment) {
+  SpoolOptions options = Options();
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string content = MakeContent("f@example", 500);
+  std::string ok_id = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(ok_id), content);
+  BlockingCommitter::CommitAll(*spool);
+  uint64_t first_segment = spool->current_segment();
+
+  std::vector<std::string> failed_ids;
+  std::vector<Ticket> failed;
+  for (int i = 0; i < 3; ++i) {
+    failed_ids.push_back(spool->NewQueueId());
+    failed.push_back(spool->Stage(MakeEnvelope(failed_ids.back()), content));
+  }
+  const CommitBatch* batch = spool->PrepareCommit();
+  ASSERT_NE(batch, nullptr);
+  spool->OnCommitDone(-ENOSPC);  // e.g. the write CQE said ENOSPC; nothing was written
+  std::vector<TicketResult> results;
+  spool->TakeResults(&results);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[0].error, 0);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(results[1 + i].sequence, failed[i].sequence);
+    EXPECT_EQ(results[1 + i].error, ENOSPC);
+    EXPECT_EQ(spool->index().Find(failed_ids[i]), nullptr);
+  }
+
+  std::string later_id = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(later_id), content);
+  const CommitBatch* next = spool->PrepareCommit();
+  ASSERT_NE(next, nullptr);
+  EXPECT_EQ(next->offset, 0u) << "a sealed segment is never appended to again";
+  EXPECT_GE(next->directory_fd, 0);
+  spool->OnCommitDone(BlockingCommitter::Execute(*next));
+  spool->TakeResults(&results);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].error, 0);
+  EXPECT_NE(spool->current_segment(), first_segment);
+
+  spool.reset();
+  spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_NE(spool->index().Find(ok_id), nullptr);
+  EXPECT_NE(spool->index().Find(later_id), nullptr);
+  EXPECT_EQ(spool->index().Find(failed_ids[0]), nullptr);
+}
+
+TEST_F(SpoolTest, ShortWritesAreResumedByConsume) {
+  std::unique_ptr<Spool> spool = OpenSpool(Options());
+  ASSERT_NE(spool, nullptr);
+  std::string content = MakeContent("s@example", 3000);
+  std::string id = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(id), content);
+  const CommitBatch* batch = spool->PrepareCommit();
+  ASSERT_NE(batch, nullptr);
+  // Write the batch 7 bytes at a time, as a driver resuming short writes would.
+  CommitBatch rest = *batch;
+  uint64_t total = rest.bytes;
+  uint64_t written = 0;
+  for (int round = 0; rest.bytes > 0 && round < 100000; ++round) {
+    std::vector<iovec> first(1, rest.iov[0]);
+    first[0].iov_len = std::min<size_t>(first[0].iov_len, 7);
+    ssize_t n = pwritev(rest.fd, first.data(), 1, static_cast<off_t>(rest.offset));
+    ASSERT_GT(n, 0);
+    rest.Consume(static_cast<uint64_t>(n));
+    written += static_cast<uint64_t>(n);
+  }
+  EXPECT_EQ(written, total);
+  ASSERT_EQ(fdatasync(batch->fd), 0);
+  ASSERT_EQ(fsync(batch->directory_fd), 0);
+  spool->OnCommitDone(0);
+  EXPECT_EQ(*spool->ReadContent(*spool->index().Find(id)), content);
+}
+
+TEST_F(SpoolTest, OwnedContentIsKeptByTheSpool) {
+  SpoolOptions options = Options();
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string expected = MakeContent("o@example", 700);
+  std::string id = spool->NewQueueId();
+  {
+    std::string content = expected;
+    spool->Stage(MakeEnvelope(id), std::move(content));
+  }
+  std::string small = "x\r\n";  // short enough for the small-string buffer: must survive moves
+  std::string small_id = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(small_id), std::move(small));
+  BlockingCommitter::CommitAll(*spool);
+  EXPECT_EQ(*spool->ReadContent(*spool->index().Find(id)), expected);
+  EXPECT_EQ(*spool->ReadContent(*spool->index().Find(small_id)), "x\r\n");
+}
+
+TEST_F(SpoolTest, SegmentsRollOverAndOversizedMessagesGetTheirOwnSegment) {
+  SpoolOptions options = Options();  // 64 KiB segments
+  std::vector<std::pair<std::string, std::string>> sent;
+  {
+    std::unique_ptr<Spool> spool = OpenSpool(options);
+    ASSERT_NE(spool, nullptr);
+    for (int i = 0; i < 30; ++i) {
+      // Every 10th message is 200 KiB: larger than a whole segment.
+      size_t size = i % 10 == 9 ? 200 * 1024 : 9000;
+      sent.emplace_back(spool->NewQueueId(), MakeContent(absl::StrFormat("r%d@x", i), size));
+    }
+    for (int i = 0; i < 30; i += 3) {  // stage three per loop turn
+      for (int j = i; j < i + 3; ++j) {
+        spool->Stage(MakeEnvelope(sent[j].first), sent[j].second);
+      }
+      BlockingCommitter::CommitAll(*spool);
+    }
+    std::vector<TicketResult> results;
+    spool->TakeResults(&results);
+    ASSERT_EQ(results.size(), 30u);
+    for (int i = 0; i < 30; ++i) {
+      const QueuedMessage* m = spool->index().Find(sent[i].first);
+      ASSERT_NE(m, nullptr);
+      EXPECT_LE(m->location.offset + m->location.record_bytes,
+                std::max<uint64_t>(options.segment_bytes, m->location.record_bytes + 1024))
+          << i;
+      if (i % 10 == 9) {
+        // Alone in its segment: right after the segment header, and nothing follows it.
+        EXPECT_LT(m->location.offset, 128u) << i;
+        if (i + 1 < 30) {
+          EXPECT_NE(spool->index().Find(sent[i + 1].first)->location.segment,
+                    m->location.segment);
+        }
+      }
+    }
+  }
+  EXPECT_GE(SegmentFiles(options).size(), 6u);
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_TRUE(reporter_.reports.empty());
+  for (const auto& [id, content] : sent) {
+    const QueuedMessage* m = spool->index().Find(id);
+    ASSERT_NE(m, nullptr) << id;
+    EXPECT_EQ(*spool->ReadContent(*m), content);
+  }
+}
+
+TEST_F(SpoolTest, RecordOverTheFormatLimitFailsAtOnce) {
+  std::unique_ptr<Spool> spool = OpenSpool(Options());
+  ASSERT_NE(spool, nullptr);
+  // A view of 1 GiB + 1 bytes that is never read: the size check comes first.
+  static const char kByte = 'x';
+  std::string_view huge(&kByte, size_t{kPayloadBytesMax} + 1);
+  Ticket t = spool->Stage(MakeEnvelope(spool->NewQueueId()), huge);
+  EXPECT_FALSE(spool->HasPending());
+  std::vector<TicketResult> results;
+  spool->TakeResults(&results);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].sequence, t.sequence);
+  EXPECT_EQ(results[0].error, EFBIG);
+}
+
+TEST_F(SpoolTest, OutcomesAreJournaledReplayedAndFinishedSegmentsReclaimed) {
+  SpoolOptions options = Options();
+  options.segment_bytes = 4096;  // a few messages per segment
+  std::vector<std::string> ids;
+  std::vector<uint64_t> sequences;
+  {
+    std::unique_ptr<Spool> spool = OpenSpool(options);
+    ASSERT_NE(spool, nullptr);
+    std::string content = MakeContent("j@example", 1000);
+    for (int i = 0; i < 6; ++i) {
+      ids.push_back(spool->NewQueueId());
+      sequences.push_back(spool->Stage(MakeEnvelope(ids.back(), 2), content).sequence);
+      BlockingCommitter::CommitAll(*spool);
+    }
+    // Message 0: both recipients delivered. Message 1: one delivered, one deferred.
+    spool->StageOutcome({sequences[0], ids[0], 0, Outcome::kDelivered, 1, "250 ok"});
+    spool->StageOutcome({sequences[0], ids[0], 1, Outcome::kBounced, 2, "550 no"});
+    spool->StageOutcome({sequences[1], ids[1], 0, Outcome::kDelivered, 3, "250 ok"});
+    spool->StageOutcome({sequences[1], ids[1], 1, Outcome::kDeferred, 4, "451 later"});
+    BlockingCommitter::CommitAll(*spool);
+    EXPECT_TRUE(spool->index().Find(ids[0])->final());
+    EXPECT_FALSE(spool->index().Find(ids[1])->final());
+  }
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_EQ(spool->recovery_stats().outcomes, 4u);
+  const QueuedMessage* m0 = spool->index().Find(ids[0]);
+  const QueuedMessage* m1 = spool->index().Find(ids[1]);
+  ASSERT_NE(m0, nullptr);
+  ASSERT_NE(m1, nullptr);
+  EXPECT_TRUE(m0->final()) << "journaled as delivered: never delivered again";
+  EXPECT_EQ(m0->recipients[0], RecipientStatus::kDelivered);
+  EXPECT_EQ(m0->recipients[1], RecipientStatus::kBounced);
+  EXPECT_EQ(m1->recipients[0], RecipientStatus::kDelivered);
+  EXPECT_EQ(m1->recipients[1], RecipientStatus::kPending);
+  EXPECT_EQ(spool->index().pending_messages(), 5u);
+  int pending_seen = 0;
+  spool->index().ForEachPending([&](const QueuedMessage& m) {
+    EXPECT_NE(m.envelope.queue_id, ids[0]);
+    ++pending_seen;
+  });
+  EXPECT_EQ(pending_seen, 5);
+
+  // Finish every message; every old segment becomes reclaimable and is deleted.
+  for (int i = 1; i < 6; ++i) {
+    for (uint32_t r = 0; r < 2; ++r) {
+      spool->StageOutcome({sequences[i], ids[i], r, Outcome::kDelivered, 5, "250 ok"});
+    }
+  }
+  BlockingCommitter::CommitAll(*spool);
+  EXPECT_EQ(spool->index().pending_messages(), 0u);
+  size_t before = SegmentFiles(options).size();
+  absl::StatusOr<size_t> removed = spool->ReclaimSegments();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_GT(*removed, 0u);
+  EXPECT_EQ(SegmentFiles(options).size(), before - *removed);
+  EXPECT_EQ(spool->index().Find(ids[0]), nullptr);
+
+  spool.reset();
+  spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_EQ(spool->index().pending_messages(), 0u) << "nothing is delivered twice";
+}
+
+TEST_F(SpoolTest, SegmentWithPendingMessageIsNotReclaimedNorAreOutcomesPointingAtIt) {
+  SpoolOptions options = Options();
+  options.segment_bytes = 4096;
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string content = MakeContent("p@example", 1500);
+  std::vector<std::string> ids;
+  std::vector<uint64_t> sequences;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(spool->NewQueueId());
+    sequences.push_back(spool->Stage(MakeEnvelope(ids.back(), 1), content).sequence);
+    BlockingCommitter::CommitAll(*spool);
+  }
+  uint64_t seg0 = spool->index().Find(ids[0])->location.segment;
+  ASSERT_EQ(spool->index().Find(ids[1])->location.segment, seg0) << "test wants 2 per segment";
+  // Message 1 finishes (its outcome lands in a later segment); message 0 stays pending.
+  spool->StageOutcome({sequences[1], ids[1], 0, Outcome::kDelivered, 1, "250 ok"});
+  BlockingCommitter::CommitAll(*spool);
+  for (uint64_t s : spool->index().ReclaimableSegments(spool->current_segment())) {
+    EXPECT_NE(s, seg0);
+  }
+  ASSERT_TRUE(spool->ReclaimSegments().ok());
+  spool.reset();
+  spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  ASSERT_NE(spool->index().Find(ids[1]), nullptr);
+  EXPECT_TRUE(spool->index().Find(ids[1])->final()) << "its outcome survived";
+  EXPECT_FALSE(spool->index().Find(ids[0])->final());
+}
+
+}  // namespace
+}  // namespace moat::queue
