@@ -411,8 +411,11 @@ absl::StatusOr<std::string> Spool::ReadContent(const QueuedMessage& message) con
   while (done < record.size()) {
     ssize_t n = pread(fd, record.data() + done, record.size() - done,
                       static_cast<off_t>(message.location.offset + done));
-    if (n <= 0) {
-      int err = n == 0 ? EIO : errno;
+    if (n == 0) {
+      break;  // end of file: a recovered last record may lack its padding
+    }
+    if (n < 0) {
+      int err = errno;
       close(fd);
       return ErrnoStatus("spool: read", path, err);
     }
@@ -420,9 +423,9 @@ absl::StatusOr<std::string> Spool::ReadContent(const QueuedMessage& message) con
   }
   close(fd);
   RecordHeader header;
-  if (DecodeHeader(record.data(), salt->second, &header) != HeaderStatus::kOk ||
-      header.sequence != message.sequence ||
-      kHeaderBytes + header.payload_bytes > record.size()) {
+  if (done < kHeaderBytes ||
+      DecodeHeader(record.data(), salt->second, &header) != HeaderStatus::kOk ||
+      header.sequence != message.sequence || kHeaderBytes + header.payload_bytes > done) {
     return absl::DataLossError(absl::StrFormat("spool: %s: bad record header at offset %d", path,
                                                message.location.offset));
   }
