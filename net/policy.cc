@@ -95,6 +95,28 @@ constexpr KindName kKinds[] = {
     {"check_recipient_access", Kind::kCheckRecipientAccess},
 };
 
+// Postfix restrictions moat does not implement (yet): named as such in the error.
+constexpr std::string_view kNotImplemented[] = {
+    "reject_unknown_client_hostname", "reject_unknown_client", "reject_unknown_reverse_client_hostname",
+    "reject_unknown_helo_hostname", "reject_unknown_hostname", "reject_unknown_sender_domain",
+    "reject_unknown_recipient_domain", "reject_unknown_address", "reject_unverified_sender",
+    "reject_unverified_recipient", "reject_rbl_client", "reject_rbl", "reject_rhsbl_client",
+    "reject_rhsbl_reverse_client", "reject_rhsbl_helo", "reject_rhsbl_sender",
+    "reject_rhsbl_recipient", "permit_dnswl_client", "permit_rhswl_client", "reject_maps_rbl",
+    "check_policy_service", "check_reverse_client_access", "check_ccert_access",
+    "check_sasl_access", "check_etrn_access", "check_client_ns_access", "check_client_mx_access",
+    "check_client_a_access", "check_reverse_client_ns_access", "check_reverse_client_mx_access",
+    "check_reverse_client_a_access", "check_helo_ns_access", "check_helo_mx_access",
+    "check_helo_a_access", "check_sender_ns_access", "check_sender_mx_access",
+    "check_sender_a_access", "check_recipient_ns_access", "check_recipient_mx_access",
+    "check_recipient_a_access", "permit_mx_backup", "reject_multi_recipient_bounce",
+    "reject_plaintext_session", "reject_sender_login_mismatch",
+    "reject_authenticated_sender_login_mismatch", "reject_known_sender_login_mismatch",
+    "reject_unauthenticated_sender_login_mismatch", "reject_unknown_forward_client_hostname",
+    "defer_if_permit", "defer_if_reject", "warn_if_reject", "sleep", "check_relay_domains",
+    "permit_naked_ip_address",
+};
+
 std::optional<Kind> FindKind(std::string_view name) {
   for (const KindName& k : kKinds) {
     if (EqualsIgnoreCase(k.name, name)) {
@@ -333,9 +355,13 @@ absl::StatusOr<std::unique_ptr<PolicyEngine>> PolicyEngine::Create(PolicySetting
         }
         c.kind = *spec.default_access;
         table_spec = r.name;
+      } else if (std::find(std::begin(kNotImplemented), std::end(kNotImplemented),
+                           LowerCase(r.name)) != std::end(kNotImplemented)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s: restriction \"%s\" is not implemented by moat", spec.parameter, r.name));
       } else {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: unknown or unsupported restriction \"%s\"", spec.parameter, r.name));
+            "%s: unknown restriction \"%s\"", spec.parameter, r.name));
       }
       if (IsAccessKind(c.kind)) {
         auto it = s.access_tables.find(std::string(table_spec));

@@ -79,6 +79,40 @@ std::string FormatDecision(const PolicyDecision& d) {
   return "OK";
 }
 
+// A cidr: table for the scripts (Postfix cidr_table(5): "network/len value", first match
+// wins; asked full keys only).
+class CidrTable final : public LookupTable {
+ public:
+  explicit CidrTable(std::string spec) : spec_(std::move(spec)) {}
+  bool Add(std::string_view key, std::string_view value) {
+    absl::StatusOr<IpNetwork> network = ParseIpNetwork(key);
+    if (!network.ok()) {
+      return false;
+    }
+    rows_.emplace_back(*network, std::string(value));
+    return true;
+  }
+  std::optional<std::string_view> Find(std::string_view key) const override {
+    bool v6 = false;
+    uint8_t bytes[16];
+    if (!ParseIpAddress(key, &v6, bytes)) {
+      return std::nullopt;
+    }
+    for (const auto& [network, value] : rows_) {
+      if (NetworkContains(network, v6, bytes)) {
+        return std::string_view(value);
+      }
+    }
+    return std::nullopt;
+  }
+  const std::string& spec() const override { return spec_; }
+  bool partial_keys() const override { return false; }
+
+ private:
+  std::string spec_;
+  std::vector<std::pair<IpNetwork, std::string>> rows_;
+};
+
 // Runs one script and returns its transcript.
 class ScriptRunner {
  public:
@@ -116,8 +150,9 @@ class ScriptRunner {
     std::string verb = line.substr(0, space);
     std::string arg = space == std::string::npos ? "" : Trim(line.substr(space + 1));
     if (verb == "table") {
-      bool partial = arg.rfind("cidr:", 0) != 0;
-      auto table = std::make_shared<MemoryLookupTable>(arg, partial);
+      bool cidr = arg.rfind("cidr:", 0) == 0;
+      auto memory = std::make_shared<MemoryLookupTable>(arg);
+      auto networks = std::make_shared<CidrTable>(arg);
       std::string row;
       int rows = 0;
       while (std::getline(in, row)) {
@@ -129,10 +164,15 @@ class ScriptRunner {
           continue;
         }
         size_t sep = r.find_first_of(" \t");
-        table->Add(r.substr(0, sep), sep == std::string::npos ? "" : Trim(r.substr(sep)));
+        std::string key = r.substr(0, sep);
+        std::string value = sep == std::string::npos ? "" : Trim(r.substr(sep));
+        bool added = cidr ? networks->Add(key, value) : memory->Add(key, value);
+        if (!added) {
+          out_ << "bad table row: " << r << "\n";
+        }
         ++rows;
       }
-      tables_[arg] = table;
+      tables_[arg] = cidr ? TablePtr(networks) : TablePtr(memory);
       out_ << absl::StrFormat("OK (%d rows)\n", rows);
       return;
     }
@@ -230,14 +270,14 @@ class ScriptRunner {
       if (it == tables_.end()) {
         return absl::NotFoundError(absl::StrFormat("table %s does not exist", spec));
       }
-      return TablePtr(it->second);
+      return it->second;
     };
   }
 
   std::ostringstream out_;
   PolicySettings settings_;
   std::unique_ptr<PolicyEngine> engine_;
-  std::map<std::string, std::shared_ptr<MemoryLookupTable>> tables_;
+  std::map<std::string, TablePtr> tables_;
   std::string server_ip_ = "192.0.2.25";
   std::string client_name_ = "unknown";
   std::string client_ip_ = "203.0.113.7";
