@@ -222,4 +222,24 @@ std::string ErrorTransportDsn(const NextHop& hop) {
   return "5.0.0";
 }
 
+std::optional<LocalOutcome> LocalTransportOutcome(const NextHop& hop) {
+  if (hop.kind == TransportKind::kDiscard) {
+    return LocalOutcome{LocalOutcome::Kind::kSent, "2.0.0",
+                        hop.text.empty() ? "discarded" : hop.text};
+  }
+  if (hop.kind != TransportKind::kError) {
+    return std::nullopt;
+  }
+  const std::string dsn = ErrorTransportDsn(hop);
+  std::string_view text = hop.text;
+  if (text.substr(0, dsn.size()) == dsn) {
+    text.remove_prefix(dsn.size());
+    while (!text.empty() && text.front() == ' ') {
+      text.remove_prefix(1);
+    }
+  }
+  return LocalOutcome{dsn[0] == '4' ? LocalOutcome::Kind::kDeferred : LocalOutcome::Kind::kBounced,
+                      dsn, text.empty() ? "delivery failed (error transport)" : std::string(text)};
+}
+
 }  // namespace moat::client

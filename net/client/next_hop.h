@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -65,5 +66,17 @@ absl::Status ResolveForDelivery(const NextHop& hop);
 // For kError: the enhanced status code that starts the text ("4.x.y" or "5.x.y"), else
 // "5.0.0" as Postfix's error(8). A 4.x.y code means deferred, otherwise bounced.
 std::string ErrorTransportDsn(const NextHop& hop);
+
+// What Postfix's error(8) and discard(8) report for a recipient routed to them: error:
+// the dsn and text split from the next hop ("error:5.1.1 mailbox gone" -> 5.1.1,
+// "mailbox gone"; 4.x.y defers, anything else bounces); discard: sent, 2.0.0, the text
+// or "discarded". nullopt for smtp/relay next hops.
+struct LocalOutcome {
+  enum class Kind { kSent, kDeferred, kBounced };
+  Kind kind = Kind::kBounced;
+  std::string dsn;
+  std::string reason;
+};
+std::optional<LocalOutcome> LocalTransportOutcome(const NextHop& hop);
 
 }  // namespace moat::client

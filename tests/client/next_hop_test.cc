@@ -91,6 +91,28 @@ TEST(NextHopTest, ErrorAndDiscard) {
   EXPECT_TRUE(ResolveForDelivery(*discard).ok());
 }
 
+TEST(NextHopTest, LocalTransportOutcomesLikeErrorAndDiscardAgents) {
+  auto hard = LocalTransportOutcome(*ParseNextHop("error:5.1.1 mailbox gone"));
+  ASSERT_TRUE(hard.has_value());
+  EXPECT_EQ(hard->kind, LocalOutcome::Kind::kBounced);
+  EXPECT_EQ(hard->dsn, "5.1.1");
+  EXPECT_EQ(hard->reason, "mailbox gone");
+  auto soft = LocalTransportOutcome(*ParseNextHop("error:4.7.1 later"));
+  ASSERT_TRUE(soft.has_value());
+  EXPECT_EQ(soft->kind, LocalOutcome::Kind::kDeferred);
+  EXPECT_EQ(soft->reason, "later");
+  auto plain = LocalTransportOutcome(*ParseNextHop("error:User unknown"));
+  EXPECT_EQ(plain->dsn, "5.0.0");
+  EXPECT_EQ(plain->reason, "User unknown");
+  auto discard = LocalTransportOutcome(*ParseNextHop("discard:silently"));
+  ASSERT_TRUE(discard.has_value());
+  EXPECT_EQ(discard->kind, LocalOutcome::Kind::kSent);
+  EXPECT_EQ(discard->dsn, "2.0.0");
+  EXPECT_EQ(discard->reason, "silently");
+  EXPECT_EQ(LocalTransportOutcome(*ParseNextHop("discard:"))->reason, "discarded");
+  EXPECT_FALSE(LocalTransportOutcome(*ParseNextHop("smtp:[10.0.0.1]")).has_value());
+}
+
 TEST(NextHopTest, MalformedSpecsAreErrorsNotCrashes) {
   for (const char* spec :
        {"smtp:[10.0.0.5", "smtp:[10.0.0.5]:", "smtp:[10.0.0.5]:0", "smtp:[10.0.0.5]:65536",
