@@ -26,7 +26,8 @@ bool ParseIpAddress(std::string_view text, uint8_t out[16], bool* v6) {
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
     text = text.substr(1, text.size() - 2);
   }
-  if (text.empty() || text.size() >= kAddressTextBytesMax) {
+  if (text.empty() || text.size() >= kAddressTextBytesMax ||
+      memchr(text.data(), '\0', text.size()) != nullptr) {
     return false;
   }
   char buffer[kAddressTextBytesMax];
