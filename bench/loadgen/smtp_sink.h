@@ -1,0 +1,80 @@
+// bench/loadgen/smtp_sink.h
+//
+// The receiving side of one SMTP connection (smtp-sink grown up) as a pure state machine: bytes
+// in through OnBytes(), replies accumulate in out(). Speaks EHLO/HELO, MAIL, RCPT, DATA, RSET,
+// NOOP, QUIT and advertises PIPELINING, SIZE, 8BITMIME and ENHANCEDSTATUSCODES; every complete
+// command in the input is answered in order, so pipelined groups get one batch of replies.
+// DATA content is dot-unstuffed (RFC 5321 4.5.2) into the message byte-exact, CRLF kept, across
+// any split of the input. At the final dot the session hands the message to the listener and
+// waits: the driver answers with FinishMessage() when it is ready (after fdatasync, say), and
+// only then are the following pipelined commands processed.
+//
+//   kCommand --DATA(354)--> kData --"."--> kWaitFinish --FinishMessage--> kCommand
+//   QUIT --> 221, close_after_flush()
+//
+// Parses untrusted input: commands (a line over kCommandLineMax is answered 500 and the
+// connection closed) and message content (unbounded length; the driver limits by time). Owned by
+// one thread; not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace moat::loadgen {
+
+class SinkListener {
+ public:
+  virtual ~SinkListener() = default;
+  // The reply code for a RCPT (250, or a 4xx/5xx share).
+  virtual int RcptReply() = 0;
+  // A message ended. `data` may be moved from. The session waits for FinishMessage().
+  virtual void OnMessage(std::string& data, uint32_t rcpts) = 0;
+};
+
+class SinkSession {
+ public:
+  static constexpr size_t kCommandLineMax = 4096;
+  static constexpr uint64_t kSizeLimit = uint64_t{1} << 30;
+
+  SinkSession(std::string hostname, SinkListener* listener);
+
+  // Queues the 220 banner.
+  void Greet();
+  void OnBytes(const char* data, size_t size);
+  // REQUIRES: waiting_for_finish(). Queues the reply for the message (`code` 250, 4xx or 5xx)
+  // and resumes with any input that followed the final dot.
+  void FinishMessage(int code, uint64_t queue_number);
+
+  std::string& out() { return out_; }
+  bool waiting_for_finish() const { return state_ == State::kWaitFinish; }
+  bool close_after_flush() const { return close_after_flush_; }
+
+ private:
+  enum class State { kCommand, kData, kWaitFinish, kClosed };
+
+  void Process();
+  void HandleCommand(std::string_view line);
+  // Scans in_ from in_pos_ in data mode; returns true when the final dot was seen.
+  bool ScanData();
+  void Reset();
+
+  std::string hostname_;
+  SinkListener* listener_;
+  std::string out_;
+  std::string in_;
+  size_t in_pos_ = 0;
+  State state_ = State::kCommand;
+  bool at_line_start_ = true;
+  bool close_after_flush_ = false;
+  bool have_mail_ = false;
+  bool greeted_ = false;
+  uint32_t rcpts_ = 0;
+  std::string data_;
+};
+
+// Finds "X-Loadgen-Timestamp: <ns>" in the header of `message` (before the first empty line).
+bool FindTimestampHeader(std::string_view message, uint64_t* ns);
+
+}  // namespace moat::loadgen
