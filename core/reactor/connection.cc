@@ -130,6 +130,7 @@ void Connection::Flush() {
   }
   send_inflight_ = true;
   ++inflight_;
+  ++sends_;
   reactor().Send(&send_op_, fd_, sending_.data() + send_offset_, sending_.size() - send_offset_);
 }
 

@@ -152,6 +152,8 @@ class Connection {
 
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
+  // Send SQEs submitted so far (at most one per loop turn).
+  uint64_t sends() const { return sends_; }
   int inflight_for_test() const { return inflight_; }
 
  private:
@@ -220,6 +222,7 @@ class Connection {
   std::string pending_in_;  // plaintext kept while paused / not consumed
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
+  uint64_t sends_ = 0;
   Timer timer_;
   Op recv_op_{this, OpKind::kRecv};
   Op send_op_{this, OpKind::kSend};

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -206,7 +207,7 @@ int64_t Reactor::RefreshNow() {
   return now_ns_;
 }
 
-void Reactor::RunOnce() {
+void Reactor::RunOnce(absl::Duration wait_max) {
   const int64_t turn_start_ns = RefreshNow();
   ++stats_.turns;
   // 1. Drain the cross-shard inbox.
@@ -228,7 +229,7 @@ void Reactor::RunOnce() {
                  absl::ToInt64Milliseconds(options_.stall_threshold));
   }
   // 5. Submit, and wait until a CQE or the next timer deadline.
-  SubmitAndWait();
+  SubmitAndWait(wait_max);
 }
 
 void Reactor::Run() {
@@ -242,7 +243,7 @@ void Reactor::Stop() {
   turn_requested_ = true;
 }
 
-void Reactor::SubmitAndWait() {
+void Reactor::SubmitAndWait(absl::Duration wait_max) {
   const bool no_wait = turn_requested_ || stop_ ||
                        inbox_head_.load(std::memory_order_relaxed) != nullptr;
   turn_requested_ = false;
@@ -251,6 +252,10 @@ void Reactor::SubmitAndWait() {
     rc = io_uring_submit_and_get_events(&ring_);
   } else {
     std::optional<int64_t> wake_ns = timers_.NextWakeNs();
+    if (wait_max != absl::InfiniteDuration()) {
+      const int64_t bound_ns = now_ns_ + absl::ToInt64Nanoseconds(wait_max);
+      wake_ns = wake_ns.has_value() ? std::min(*wake_ns, bound_ns) : bound_ns;
+    }
     io_uring_cqe* cqe = nullptr;
     if (wake_ns.has_value()) {
       int64_t wait_ns = *wake_ns - now_ns_;

@@ -74,7 +74,9 @@ class Reactor {
   bool Post(Closure closure);
 
   // ---- The loop (shard thread) ----
-  void RunOnce();
+  // One turn. Phase 5 waits at most `wait_max` (tests use a short bound so they can check
+  // a condition between turns; the shard loop waits for the next event or deadline).
+  void RunOnce(absl::Duration wait_max = absl::InfiniteDuration());
   // Runs turns until Stop().
   void Run();
   // Makes Run() return after the current turn; the turn's wait is skipped.
@@ -149,7 +151,7 @@ class Reactor {
   void DrainInbox();
   void ReapCompletions();
   void RunHooks();
-  void SubmitAndWait();
+  void SubmitAndWait(absl::Duration wait_max);
   void ArmInboxRead();
   io_uring_sqe* Prepare(Operation* op);
 
