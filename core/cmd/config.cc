@@ -14,6 +14,7 @@
 #include "core/cmd/commands.h"
 #include "core/config/config.h"
 #include "core/config/registry.h"
+#include "core/config/values.h"
 #include "core/log/log.h"
 
 namespace moat::cmd {
@@ -35,32 +36,8 @@ constexpr std::string_view kConfigUsage =
     "\n"
     "exit status: 0 ok, 1 unknown NAME or unreadable main.cf, 2 usage error\n";
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
-
-// postconf's pcf_print_line: words separated by single spaces.
-std::string Normalize(std::string_view value) {
-  std::string out;
-  size_t i = 0;
-  while (i < value.size()) {
-    while (i < value.size() && IsSpace(value[i])) {
-      ++i;
-    }
-    size_t start = i;
-    while (i < value.size() && !IsSpace(value[i])) {
-      ++i;
-    }
-    if (i > start) {
-      if (!out.empty()) {
-        out.push_back(' ');
-      }
-      out.append(value.substr(start, i - start));
-    }
-  }
-  return out;
-}
-
 void PrintLine(std::string_view name, std::string_view value) {
-  std::string text = Normalize(value);
+  std::string text = config::NormalizeWhiteSpace(value);
   std::string line(name);
   line += text.empty() ? " =\n" : " = " + text + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);

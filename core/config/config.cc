@@ -107,6 +107,7 @@ class Config::Loader {
       defaults_[spec.name] = spec.default_value.empty() ? ComputedDefault(spec.name)
                                                         : std::string(spec.default_value);
     }
+    DeriveMydomainDefault();
     CollectReferences();
     ClassifySettings(entries, *config);
     for (const ParamSpec& spec : Registry()) {
@@ -140,6 +141,23 @@ class Config::Loader {
       }
       settings_[e.name] = {e.value, e.line};
     }
+  }
+
+  // Postfix's mydomain default is $myhostname minus its first label ("localdomain" when
+  // there is no dot), so it follows a myhostname set in main.cf.
+  void DeriveMydomainDefault() {
+    if (!settings_.contains("myhostname")) {
+      return;
+    }
+    RawLookup lookup = [this](std::string_view n) { return RawValue(n); };
+    absl::StatusOr<std::string> host =
+        ExpandParameter("myhostname", settings_["myhostname"].value, lookup, nullptr);
+    if (!host.ok()) {
+      return;  // reported when myhostname itself is built
+    }
+    size_t dot = host->find('.');
+    defaults_["mydomain"] =
+        dot == std::string::npos || dot + 1 >= host->size() ? "localdomain" : host->substr(dot + 1);
   }
 
   // Names that some value refers to: a user-defined name used that way is not "unknown".

@@ -32,6 +32,28 @@ bool IsListSeparator(char c) {
   return c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
 }
 
+bool IsWhiteSpace(char c) { return c != ',' && IsListSeparator(c); }
+
+std::vector<std::string> SplitOn(std::string_view text, bool (*separator)(char)) {
+  std::vector<std::string> items;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && separator(text[i])) {
+      ++i;
+    }
+    size_t start = i;
+    while (i < text.size() && !separator(text[i])) {
+      ++i;
+    }
+    if (i > start) {
+      items.emplace_back(text.substr(start, i - start));
+    }
+  }
+  return items;
+}
+
+std::vector<std::string> SplitWords(std::string_view text) { return SplitOn(text, IsWhiteSpace); }
+
 constexpr std::string_view kCompiledTypes[] = {"hash", "btree", "cdb", "lmdb"};
 constexpr std::string_view kSourceTypes[] = {"texthash", "cidr"};
 
@@ -116,21 +138,18 @@ absl::StatusOr<int64_t> ParseSize(std::string_view text) {
 }
 
 std::vector<std::string> SplitList(std::string_view text) {
-  std::vector<std::string> items;
-  size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && IsListSeparator(text[i])) {
-      ++i;
+  return SplitOn(text, IsListSeparator);
+}
+
+std::string NormalizeWhiteSpace(std::string_view text) {
+  std::string out;
+  for (const std::string& word : SplitWords(text)) {
+    if (!out.empty()) {
+      out.push_back(' ');
     }
-    size_t start = i;
-    while (i < text.size() && !IsListSeparator(text[i])) {
-      ++i;
-    }
-    if (i > start) {
-      items.emplace_back(text.substr(start, i - start));
-    }
+    out.append(word);
   }
-  return items;
+  return out;
 }
 
 absl::Status ValidateHostPort(std::string_view text) {

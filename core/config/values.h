@@ -29,6 +29,9 @@ absl::StatusOr<int64_t> ParseSize(std::string_view text);
 // Splits a list on commas and white space; empty items are dropped.
 std::vector<std::string> SplitList(std::string_view text);
 
+// Words separated by single spaces: how postconf prints a value (pcf_print_line).
+std::string NormalizeWhiteSpace(std::string_view text);
+
 // "ipv4:port", "[ipv6]:port" or "*:port" (every address); port 0..65535.
 absl::Status ValidateHostPort(std::string_view text);
 

@@ -86,6 +86,16 @@ TEST(ConfigTest, ExpansionIsLazyAndUsesLaterSettings) {
             (std::vector<std::string>{"mx.example.com", "localhost.example.com", "localhost"}));
 }
 
+TEST(ConfigTest, MydomainDefaultFollowsMyhostname) {
+  LoadResult r = Load("myhostname = mx.example.org\n");
+  ASSERT_NE(r.config, nullptr);
+  EXPECT_EQ(r.config->String("mydomain"), "example.org");
+  LoadResult bare = Load("myhostname = localhost\n");
+  EXPECT_EQ(bare.config->String("mydomain"), "localdomain");
+  LoadResult set = Load("myhostname = mx.example.org\nmydomain = example.net\n");
+  EXPECT_EQ(set.config->String("mydomain"), "example.net");
+}
+
 TEST(ConfigTest, UserDefinedVariablesAreAllowedWhenUsed) {
   LoadResult r = Load(
       "internal_nets = 10.0.0.0/8 192.168.0.0/16\n"

@@ -72,6 +72,12 @@ TEST(ValuesTest, ListsSplitOnCommasAndWhiteSpace) {
   EXPECT_TRUE(SplitList("").empty());
 }
 
+TEST(ValuesTest, NormalizeWhiteSpaceLikePostconf) {
+  EXPECT_EQ(NormalizeWhiteSpace("  a,  b\t\tc \n d  "), "a, b c d");
+  EXPECT_EQ(NormalizeWhiteSpace(""), "");
+  EXPECT_EQ(NormalizeWhiteSpace("x"), "x");
+}
+
 TEST(ValuesTest, HostPort) {
   EXPECT_TRUE(ValidateHostPort("127.0.0.1:2525").ok());
   EXPECT_TRUE(ValidateHostPort("[::1]:2525").ok());
