@@ -262,7 +262,7 @@ std::vector<std::string> SplitAddresses(std::string_view value) {
 struct PolicyEngine::CompiledRestriction {
   Kind kind;
   std::string name;
-  const LookupTable* table = nullptr;
+  TableList table;  // check_*_access: the one table it names
 };
 
 // The state of one Check() call (Postfix's SMTPD_STATE, the parts restrictions use).
@@ -370,7 +370,7 @@ absl::StatusOr<std::unique_ptr<PolicyEngine>> PolicyEngine::Create(PolicySetting
               "%s: restriction %s: table \"%s\" is not open", spec.parameter, r.name,
               table_spec));
         }
-        c.table = it->second.get();
+        c.table = TableList({it->second});
       }
       spec.target->push_back(std::move(c));
     }
@@ -450,7 +450,9 @@ namespace {
 // string_list_match(): exact names (no parent magic) and exact table keys.
 bool MatchStringList(const DomainList& list, std::string_view name) {
   for (const DomainList::Entry& e : list.entries) {
-    bool match = e.table != nullptr ? e.table->Find(name).has_value() : e.pattern == name;
+    bool match = e.table != nullptr
+                     ? table::FindKey(table::MapList({e.table}), name).has_value()
+                     : e.pattern == name;
     if (match) {
       return !e.negate;
     }
@@ -471,7 +473,17 @@ bool PolicyEngine::IsVirtualAliasDomain(std::string_view domain) const {
     return MatchStringList(settings_.virtual_alias_domains, domain);
   }
   // virtual_alias_domains = $virtual_alias_maps: domains that are keys of those tables.
-  return FindKey(settings_.virtual_alias_maps, domain, false).has_value();
+  return table::FindKey(settings_.virtual_alias_maps, domain).has_value();
+}
+
+bool PolicyEngine::IsLocalForLookup(std::string_view address,
+                                    std::string_view server_ip) const {
+  size_t at = address.rfind('@');
+  if (at == std::string_view::npos) {
+    return true;
+  }
+  std::string_view domain = address.substr(at + 1);
+  return EqualsIgnoreCase(domain, settings_.myorigin) || IsLocalDomain(domain, server_ip);
 }
 
 AddressResolution PolicyEngine::ResolveAddress(std::string_view address,
@@ -540,16 +552,11 @@ AddressResolution PolicyEngine::ResolveAddress(std::string_view address,
     }
   };
   if (!settings_.transport_maps.empty()) {
-    auto is_local = [&](std::string_view d) { return IsLocalDomain(d, server_ip); };
-    std::optional<AddressMatch> m =
-        FindAddress(settings_.transport_maps, r.address,
-                    TransportAddressSearch(settings_.transport_maps_parent_match),
-                    settings_.recipient_delimiter, is_local);
-    if (m.has_value()) {
+    if (std::optional<table::Match> m =
+            table::FindTransport(settings_.transport_maps, r.address,
+                                 settings_.recipient_delimiter,
+                                 settings_.transport_maps_parent_match)) {
       update(m->value);
-    } else if (std::optional<std::string_view> wildcard =
-                   FindKey(settings_.transport_maps, "*", false)) {
-      update(*wildcard);
     }
   }
   if (r.transport.empty()) {
@@ -709,8 +716,7 @@ PolicyEngine::Status PolicyEngine::RunOne(Evaluation& eval, const CompiledRestri
         return Status::kDunno;
       }
       // Fingerprints are stored as "AA:BB:..."; tables fold keys to lower case.
-      return FindKey(settings_.relay_clientcerts, LowerCase(q.client_cert_fingerprint), false)
-                     .has_value()
+      return table::FindKey(settings_.relay_clientcerts, q.client_cert_fingerprint).has_value()
                  ? Status::kOk
                  : Status::kDunno;
     case Kind::kCheckClientAccess:
@@ -721,37 +727,32 @@ PolicyEngine::Status PolicyEngine::RunOne(Evaluation& eval, const CompiledRestri
                          : r.kind == Kind::kCheckHeloAccess   ? kHeloClass
                          : r.kind == Kind::kCheckSenderAccess ? kSenderClass
                                                               : kRecipientClass;
-      return CheckAccess(eval, *r.table, access_class);
+      return CheckAccess(eval, r, access_class);
     }
   }
   return Status::kDunno;
 }
 
-PolicyEngine::Status PolicyEngine::CheckAccess(Evaluation& eval, const LookupTable& table,
+PolicyEngine::Status PolicyEngine::CheckAccess(Evaluation& eval, const CompiledRestriction& r,
                                                int access_class) const {
   const PolicyRequest& q = eval.request;
-  TableList tables{std::shared_ptr<const LookupTable>(std::shared_ptr<void>(), &table)};
-  auto is_local = [&](std::string_view d) {
-    return d == settings_.myorigin || IsLocalDomain(d, q.server_ip);
-  };
+  const TableList& tables = r.table;
+  const table::Map& table = *tables.maps().front();
   switch (access_class) {
-    case kClientClass: {
+    case kClientClass:
       // Host name and its parent domains, then the address and its parent networks. A hit
-      // (even DUNNO) on the name ends the search (Postfix's check_namadr_access).
-      if (auto v = FindDomain(tables, q.client_name, settings_.access_maps_parent_match)) {
-        return TableResult(eval, table, *v, eval.client_namaddr, kClientClass);
-      }
-      if (auto v = FindNetworkAddress(tables, q.client_ip)) {
-        return TableResult(eval, table, *v, eval.client_namaddr, kClientClass);
+      // (even DUNNO) ends the search (Postfix's check_namadr_access).
+      if (auto m = table::FindClient(tables, q.client_ip, q.client_name,
+                                     settings_.access_maps_parent_match)) {
+        return TableResult(eval, table, m->value, eval.client_namaddr, kClientClass);
       }
       return Status::kDunno;
-    }
     case kHeloClass:
       if (!eval.has_helo) {
         return Status::kDunno;
       }
-      if (auto v = FindDomain(tables, q.helo_name, settings_.access_maps_parent_match)) {
-        return TableResult(eval, table, *v, q.helo_name, kHeloClass);
+      if (auto m = table::FindDomain(tables, q.helo_name, settings_.access_maps_parent_match)) {
+        return TableResult(eval, table, m->value, q.helo_name, kHeloClass);
       }
       return Status::kDunno;
     case kSenderClass:
@@ -763,17 +764,16 @@ PolicyEngine::Status PolicyEngine::CheckAccess(Evaluation& eval, const LookupTab
       std::string_view address = sender ? q.sender : q.recipient;
       if (address.empty()) {
         if (sender) {
-          if (auto v = table.Find(LowerCase(settings_.null_access_lookup_key))) {
-            return TableResult(eval, table, *v, address, kSenderClass);
+          if (auto m = table::FindKey(tables, settings_.null_access_lookup_key)) {
+            return TableResult(eval, table, m->value, address, kSenderClass);
           }
         }
         return Status::kDunno;
       }
       AddressResolution resolved = ResolveAddress(address, q.server_ip);
-      std::optional<AddressMatch> m =
-          FindAddress(tables, resolved.address,
-                      AccessAddressSearch(settings_.access_maps_parent_match),
-                      settings_.recipient_delimiter, is_local);
+      std::optional<table::Match> m =
+          table::FindAccessAddress(tables, resolved.address, settings_.recipient_delimiter,
+                                   settings_.access_maps_parent_match);
       if (!m.has_value()) {
         return Status::kDunno;
       }
@@ -789,7 +789,7 @@ PolicyEngine::Status PolicyEngine::CheckAccess(Evaluation& eval, const LookupTab
   }
 }
 
-PolicyEngine::Status PolicyEngine::TableResult(Evaluation& eval, const LookupTable& table,
+PolicyEngine::Status PolicyEngine::TableResult(Evaluation& eval, const table::Map& table,
                                                std::string_view value,
                                                std::string_view reply_name,
                                                int reply_class) const {
@@ -873,7 +873,7 @@ PolicyEngine::Status PolicyEngine::TableResult(Evaluation& eval, const LookupTab
       log::Warning("unknown smtpd restriction: \"%s\"", r.name);
       return server_error();
     }
-    list.push_back(CompiledRestriction{*kind, r.name, nullptr});
+    list.push_back(CompiledRestriction{*kind, r.name, TableList()});
   }
   return RunList(eval, list, reply_name, reply_class);
 }
@@ -904,12 +904,12 @@ PolicyEngine::Status PolicyEngine::CheckRecipientMaps(Evaluation& eval,
   bool sender = reply_class == kSenderClass;
   std::string_view class_name = kReplyClassNames[reply_class];
   AddressResolution r = ResolveAddress(address, q.server_ip);
-  auto is_local = [&](std::string_view d) {
-    return d == settings_.myorigin || IsLocalDomain(d, q.server_ip);
-  };
+  // Postfix's mail_addr_find() default order for every recipient table: user+ext@domain,
+  // user@domain, user+ext and user (local domains only), @domain. core/table's
+  // FindVirtualAlias() is exactly that order.
+  bool local = IsLocalForLookup(r.address, q.server_ip);
   auto matches = [&](const TableList& tables) {
-    return FindAddress(tables, r.address, DefaultAddressSearch(),
-                       settings_.recipient_delimiter, is_local)
+    return table::FindVirtualAlias(tables, r.address, settings_.recipient_delimiter, local)
         .has_value();
   };
   // An address that a virtual alias rewrites is taken as valid.
@@ -1072,8 +1072,6 @@ std::vector<ResolvedRecipient> PolicyEngine::Resolve(std::string_view recipient,
   };
   std::vector<std::string> addresses{Canonicalize(recipient)};
   absl::flat_hash_set<std::string> been_here;  // addresses that expanded into themselves
-  auto is_local = [&](std::string_view d) { return d == settings_.myorigin ||
-                                                   IsLocalDomain(d, ""); };
   const size_t expansion_max = static_cast<size_t>(settings_.virtual_alias_expansion_limit);
   const size_t length_max = static_cast<size_t>(settings_.virtual_alias_address_length_limit);
   for (size_t i = 0; i < addresses.size() && !settings_.virtual_alias_maps.empty(); ++i) {
@@ -1088,18 +1086,21 @@ std::vector<ResolvedRecipient> PolicyEngine::Resolve(std::string_view recipient,
       if (count >= settings_.virtual_alias_recursion_limit) {
         return fail("unreasonable nesting of");
       }
-      std::optional<AddressMatch> m =
-          FindAddress(settings_.virtual_alias_maps, current, DefaultAddressSearch(),
-                      settings_.recipient_delimiter, is_local);
+      std::optional<table::Match> m = table::FindVirtualAlias(
+          settings_.virtual_alias_maps, current, settings_.recipient_delimiter,
+          IsLocalForLookup(current, ""));
       if (!m.has_value()) {
         break;
       }
       // "@otherdomain" keeps the user part; the unmatched extension goes to every result
       // (propagate_unmatched_extensions = canonical, virtual).
+      std::string extension = MatchedWithoutExtension(m->form)
+                                  ? AddressExtension(current, settings_.recipient_delimiter)
+                                  : "";
       size_t at = current.rfind('@');
       std::string local = current.substr(0, at);
-      if (!m->extension.empty() && local.size() >= m->extension.size()) {
-        local.resize(local.size() - m->extension.size());
+      if (!extension.empty() && local.size() >= extension.size()) {
+        local.resize(local.size() - extension.size());
       }
       std::vector<std::string> results;
       for (std::string& a : SplitAddresses(m->value)) {
@@ -1107,8 +1108,8 @@ std::vector<ResolvedRecipient> PolicyEngine::Resolve(std::string_view recipient,
           a = local + a;
         }
         std::string canonical = Canonicalize(a);
-        if (!m->extension.empty()) {
-          canonical.insert(canonical.rfind('@'), m->extension);
+        if (!extension.empty()) {
+          canonical.insert(canonical.rfind('@'), extension);
         }
         if (canonical.size() > length_max) {
           return fail("unreasonable result length from");

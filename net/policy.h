@@ -84,8 +84,8 @@ class PolicyEngine final : public Policy {
                  std::string_view reply_name, int reply_class) const;
   Status RunOne(Evaluation& eval, const CompiledRestriction& r, std::string_view reply_name,
                 int reply_class) const;
-  Status CheckAccess(Evaluation& eval, const LookupTable& table, int reply_class) const;
-  Status TableResult(Evaluation& eval, const LookupTable& table, std::string_view value,
+  Status CheckAccess(Evaluation& eval, const CompiledRestriction& r, int reply_class) const;
+  Status TableResult(Evaluation& eval, const table::Map& table, std::string_view value,
                      std::string_view reply_name, int reply_class) const;
   Status CheckRecipientMaps(Evaluation& eval, std::string_view address,
                             int reply_class) const;
@@ -99,6 +99,8 @@ class PolicyEngine final : public Policy {
   bool IsOwnAddressLiteral(std::string_view domain, std::string_view server_ip) const;
   bool IsLocalDomain(std::string_view domain, std::string_view server_ip) const;
   bool IsVirtualAliasDomain(std::string_view domain) const;
+  // $myorigin, $mydestination or our address literal: where "user" keys apply.
+  bool IsLocalForLookup(std::string_view address, std::string_view server_ip) const;
   std::string Canonicalize(std::string_view address) const;
 
   PolicySettings settings_;

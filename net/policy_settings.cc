@@ -77,7 +77,7 @@ absl::StatusOr<TablePtr> OpenTable(std::string_view spec, const TableOpener& ope
 }
 
 absl::StatusOr<TableList> ParseTableList(std::string_view value, const TableOpener& open) {
-  TableList tables;
+  std::vector<TablePtr> tables;
   for (const std::string& entry : SplitList(value)) {
     if (!IsTableSpec(entry)) {
       return absl::InvalidArgumentError(
@@ -89,7 +89,7 @@ absl::StatusOr<TableList> ParseTableList(std::string_view value, const TableOpen
     }
     tables.push_back(*std::move(table));
   }
-  return tables;
+  return TableList(std::move(tables));
 }
 
 // Entries of a match list, with "/file/name" entries replaced by the patterns in the file.
@@ -238,11 +238,19 @@ bool TakesArgument(std::string_view name) {
 
 }  // namespace
 
-bool MemoryLookupTable::Add(std::string_view key, std::string_view value) {
+bool MemoryMap::Add(std::string_view key, std::string_view value) {
   return rows_.try_emplace(Lower(key), std::string(value)).second;
 }
 
-std::optional<std::string_view> MemoryLookupTable::Find(std::string_view key) const {
+absl::StatusOr<TablePtr> OpenTableWithCoreTable(std::string_view spec) {
+  absl::StatusOr<std::unique_ptr<table::Map>> map = table::OpenMap(spec);
+  if (!map.ok()) {
+    return map.status();
+  }
+  return TablePtr(*std::move(map));
+}
+
+std::optional<std::string_view> MemoryMap::Find(std::string_view key) const {
   auto it = rows_.find(std::string(key));
   if (it == rows_.end()) {
     return std::nullopt;

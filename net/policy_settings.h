@@ -10,9 +10,8 @@
 // Parses main.cf values (trusted, operator input): errors are absl::Status values that name
 // the parameter. Parses no network input.
 //
-// Lookup tables are reached through the small LookupTable interface below so that the engine
-// does not depend on how a table is stored: the table area's compiled maps, an in-memory
-// table (MemoryLookupTable, used by tests and for texthash-like sources), or a cidr: table.
+// Lookup tables are core/table's Map objects (compiled hash:, texthash:, cidr:, ...) opened
+// through a TableOpener, so tests can supply in-memory maps (MemoryMap).
 #pragma once
 
 #include <cstdint>
@@ -26,48 +25,32 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/table/lookup.h"
+#include "core/table/map.h"
 
 namespace moat::net {
 
-// One lookup table (a main.cf "type:name" entry). Keys given to Find() are already folded
-// to lower case by the caller. Thread-safe for concurrent Find() calls.
-class LookupTable {
- public:
-  virtual ~LookupTable() = default;
-  // The value stored under `key`, or nullopt. The view stays valid as long as the table.
-  virtual std::optional<std::string_view> Find(std::string_view key) const = 0;
-  // "hash:/etc/moat/access": how the table is named in main.cf (for logs).
-  virtual const std::string& spec() const = 0;
-  // True for tables that support Postfix's partial keys (parent domains, "user@",
-  // "@domain", shorter network prefixes): hash/btree/cdb/lmdb/texthash. False for
-  // pattern tables such as cidr:, which are only asked the full key (Postfix's
-  // DICT_FLAG_FIXED).
-  virtual bool partial_keys() const { return true; }
-};
-
-using TablePtr = std::shared_ptr<const LookupTable>;
+// Lookup tables are core/table's maps; the search orders are core/table/lookup.h's.
+using TablePtr = std::shared_ptr<const table::Map>;
 // A main.cf table list ("hash:/a, hash:/b"): searched in order, the first hit wins.
-using TableList = std::vector<TablePtr>;
+using TableList = table::MapList;
 
-// An in-memory table: keys are folded to lower case on insertion. Not thread-safe while
-// being filled; read-only after.
-class MemoryLookupTable final : public LookupTable {
+// An in-memory table (tests, and tables built from settings): keys are folded to lower case
+// on insertion. Not thread-safe while being filled; read-only after.
+class MemoryMap final : public table::Map {
  public:
-  explicit MemoryLookupTable(std::string spec, bool partial_keys = true)
-      : spec_(std::move(spec)), partial_keys_(partial_keys) {}
+  explicit MemoryMap(std::string spec) : table::Map(std::move(spec)) {}
   // Like postmap: the first value for a key wins; returns false for a duplicate.
   bool Add(std::string_view key, std::string_view value);
   std::optional<std::string_view> Find(std::string_view key) const override;
-  const std::string& spec() const override { return spec_; }
-  bool partial_keys() const override { return partial_keys_; }
+  uint64_t size() const override { return rows_.size(); }
 
  private:
-  std::string spec_;
-  bool partial_keys_;
   absl::flat_hash_map<std::string, std::string> rows_;
 };
 
 // Opens the table named by a main.cf entry such as "hash:/etc/moat/access".
+// OpenTableWithCoreTable (below) is the production opener.
 using TableOpener = std::function<absl::StatusOr<TablePtr>(std::string_view spec)>;
 
 // A Postfix match list of domain names (mydestination, relay_domains,
@@ -193,6 +176,9 @@ struct PolicySettings {
   // keyed by its main.cf spec.
   absl::flat_hash_map<std::string, TablePtr> access_tables;
 };
+
+// Opens `spec` with table::OpenMap().
+absl::StatusOr<TablePtr> OpenTableWithCoreTable(std::string_view spec);
 
 // The parameters ApplyPolicyParameter() understands, in Postfix's spelling.
 const std::vector<std::string_view>& PolicyParameterNames();

@@ -81,9 +81,9 @@ std::string FormatDecision(const PolicyDecision& d) {
 
 // A cidr: table for the scripts (Postfix cidr_table(5): "network/len value", first match
 // wins; asked full keys only).
-class CidrTable final : public LookupTable {
+class CidrTable final : public table::Map {
  public:
-  explicit CidrTable(std::string spec) : spec_(std::move(spec)) {}
+  explicit CidrTable(std::string spec) : table::Map(std::move(spec)) {}
   bool Add(std::string_view key, std::string_view value) {
     absl::StatusOr<IpNetwork> network = ParseIpNetwork(key);
     if (!network.ok()) {
@@ -105,11 +105,10 @@ class CidrTable final : public LookupTable {
     }
     return std::nullopt;
   }
-  const std::string& spec() const override { return spec_; }
-  bool partial_keys() const override { return false; }
+  bool IsPattern() const override { return true; }
+  uint64_t size() const override { return rows_.size(); }
 
  private:
-  std::string spec_;
   std::vector<std::pair<IpNetwork, std::string>> rows_;
 };
 
@@ -151,7 +150,7 @@ class ScriptRunner {
     std::string arg = space == std::string::npos ? "" : Trim(line.substr(space + 1));
     if (verb == "table") {
       bool cidr = arg.rfind("cidr:", 0) == 0;
-      auto memory = std::make_shared<MemoryLookupTable>(arg);
+      auto memory = std::make_shared<MemoryMap>(arg);
       auto networks = std::make_shared<CidrTable>(arg);
       std::string row;
       int rows = 0;

@@ -20,7 +20,7 @@ class ResolveTest : public ::testing::Test {
  protected:
   // Declares an in-memory table under `spec` with "key value" rows.
   void Table(const std::string& spec, const std::vector<std::pair<std::string, std::string>>& rows) {
-    auto table = std::make_shared<MemoryLookupTable>(spec);
+    auto table = std::make_shared<MemoryMap>(spec);
     for (const auto& [key, value] : rows) {
       table->Add(key, value);
     }
