@@ -73,6 +73,7 @@ int Check(Args args) {
   if (loaded.unchecked != nullptr) {
     all.Append(config::CheckFiles(*loaded.unchecked));
   }
+  all.SortByLine(source);
   for (const config::Diagnostic& d : all.items()) {
     if (d.IsError()) {
       log::Error("%s", d.ToString());
