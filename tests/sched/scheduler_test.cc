@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace moat::sched {
@@ -98,8 +99,8 @@ TEST(SchedulerTest, ConcurrencyLimitPerDestinationAndShard) {
   c.destination_concurrency_limit["relay"] = 2;  // 1 per shard
   Scheduler s(c);
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(s.Enqueue(Msg("S" + std::to_string(i), {Rcpt("x@a", "[a]:25", "smtp")}), kT0).ok());
-    ASSERT_TRUE(s.Enqueue(Msg("R" + std::to_string(i), {Rcpt("x@b", "[b]:25", "relay")}), kT0).ok());
+    ASSERT_TRUE(s.Enqueue(Msg(absl::StrCat("S", i), {Rcpt("x@a", "[a]:25", "smtp")}), kT0).ok());
+    ASSERT_TRUE(s.Enqueue(Msg(absl::StrCat("R", i), {Rcpt("x@b", "[b]:25", "relay")}), kT0).ok());
   }
   auto jobs = Drain(s, kT0);
   int smtp = 0;
@@ -423,10 +424,10 @@ TEST(SchedulerTest, RoundRobinAcrossDestinations) {
   c.default_destination_concurrency_limit = 100;
   Scheduler s(c);
   for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(s.Enqueue(Msg("A" + std::to_string(i), {Rcpt("u@a", "[a]:25")}), kT0).ok());
+    ASSERT_TRUE(s.Enqueue(Msg(absl::StrCat("A", i), {Rcpt("u@a", "[a]:25")}), kT0).ok());
   }
   for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(s.Enqueue(Msg("B" + std::to_string(i), {Rcpt("u@b", "[b]:25")}), kT0).ok());
+    ASSERT_TRUE(s.Enqueue(Msg(absl::StrCat("B", i), {Rcpt("u@b", "[b]:25")}), kT0).ok());
   }
   auto jobs = Drain(s, kT0);
   ASSERT_EQ(jobs.size(), 8u);
