@@ -47,6 +47,8 @@ struct Observed {
   int x_lines ABSL_GUARDED_BY(mutex) = 0;
   uint64_t burst_sends ABSL_GUARDED_BY(mutex) = 0;
   std::vector<size_t> client_counts ABSL_GUARDED_BY(mutex);
+  int flood_accepted ABSL_GUARDED_BY(mutex) = -1;
+  size_t flood_output_bytes ABSL_GUARDED_BY(mutex) = 0;
 
   bool Saw(const std::string& line) {
     absl::MutexLock lock(&mutex);
@@ -270,6 +272,18 @@ class LineHandler final : public StreamHandler {
       for (int i = 0; i < 100; ++i) {
         (void)c.Send(absl::StrFormat("250-burst %d\r\n", i));
       }
+      return true;
+    }
+    if (line == "FLOOD") {
+      // Stage 1 KiB lines until the output bound says no.
+      int accepted = 0;
+      const std::string chunk = std::string(1022, 'f') + "\r\n";
+      while (accepted < 100000 && c.Send(chunk)) {
+        ++accepted;
+      }
+      absl::MutexLock lock(&observed->mutex);
+      observed->flood_accepted = accepted;
+      observed->flood_output_bytes = c.output_bytes();
       return true;
     }
     if (line == "PING") {
@@ -626,6 +640,101 @@ TEST(ShardGroupTest, FactorySeesPerClientCountsAndCapRefusesWithReply) {
   }
   absl::MutexLock lock(&observed.mutex);
   EXPECT_EQ(observed.client_counts, (std::vector<size_t>{1, 2, 3, 1}));
+}
+
+TEST(ShardGroupTest, OutputIsBoundedPerConnection) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  auto options = BaseOptions(1, &config);
+  options.shard.output_bytes_max = 64 * 1024;
+  auto group = StartGroup(std::move(options));
+  ASSERT_NE(group, nullptr);
+  int fd = Connect(group->listen_addresses()[0]);
+  ASSERT_GE(fd, 0);
+  ReadLine(fd);
+  ASSERT_TRUE(WriteAll(fd, "FLOOD\r\n"));
+  ASSERT_TRUE(WaitFor([&] {
+    absl::MutexLock lock(&observed.mutex);
+    return observed.flood_accepted >= 0;
+  }));
+  {
+    absl::MutexLock lock(&observed.mutex);
+    EXPECT_EQ(observed.flood_accepted, 64);  // 64 x 1 KiB, then Send() said no
+    EXPECT_LE(observed.flood_output_bytes, 64u * 1024u);
+  }
+  // What was accepted is delivered intact.
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_EQ(ReadLine(fd).size(), 1022u) << i;
+  }
+  close(fd);
+}
+
+TEST(ShardGroupTest, UnconsumedInputOverTheBoundClosesTheConnection) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  auto options = BaseOptions(1, &config);
+  options.shard.pending_input_bytes_max = 64;
+  auto group = StartGroup(std::move(options));
+  ASSERT_NE(group, nullptr);
+  int fd = Connect(group->listen_addresses()[0]);
+  ASSERT_GE(fd, 0);
+  ReadLine(fd);
+  // The handler pauses after WAIT and leaves 200 bytes unconsumed: over the 64-byte bound.
+  ASSERT_TRUE(WriteAll(fd, "WAIT\r\n" + std::string(198, 'a') + "\r\n"));
+  // An abortive close: the reply staged in the same turn is dropped with the connection.
+  EXPECT_EQ(ReadLine(fd), "");
+  close(fd);
+  ASSERT_TRUE(WaitFor([&] { return TotalConnections(*group) == 0; }));
+  absl::MutexLock lock(&observed.mutex);
+  EXPECT_EQ(observed.closed[CloseReason::kOverflow], 1);
+}
+
+TEST(ShardGroupTest, HalfClosedClientGetsItsRepliesThenEof) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  auto group = StartGroup(BaseOptions(1, &config));
+  ASSERT_NE(group, nullptr);
+  int fd = Connect(group->listen_addresses()[0]);
+  ASSERT_GE(fd, 0);
+  ReadLine(fd);
+  ASSERT_TRUE(WriteAll(fd, "last words\r\n"));
+  ASSERT_EQ(shutdown(fd, SHUT_WR), 0);
+  EXPECT_EQ(ReadLine(fd), "250 last words");
+  EXPECT_EQ(ReadEnd(fd), 0);
+  close(fd);
+  ASSERT_TRUE(WaitFor([&] { return TotalConnections(*group) == 0; }));
+  absl::MutexLock lock(&observed.mutex);
+  EXPECT_EQ(observed.closed[CloseReason::kPeerClosed], 1);
+}
+
+TEST(ShardGroupTest, ListensOnIpv6Loopback) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  auto options = BaseOptions(2, &config);
+  options.listen = {*SocketAddress::Parse("[::1]:0"), *SocketAddress::Parse("127.0.0.1:0")};
+  absl::StatusOr<std::unique_ptr<ShardGroup>> group = ShardGroup::Start(std::move(options));
+  if (!group.ok() && group.status().message().find("Cannot assign") != std::string::npos) {
+    GTEST_SKIP() << "no IPv6 loopback here: " << group.status();
+  }
+  ASSERT_TRUE(group.ok()) << group.status();
+  const SocketAddress v6 = (*group)->listen_addresses()[0];
+  EXPECT_EQ(v6.family(), AF_INET6);
+  EXPECT_NE(v6.port(), 0);
+  const int expected = ListenerSet::ShardForClient(*SocketAddress::Parse("[::1]:1"), 2);
+  for (int i = 0; i < 3; ++i) {
+    int fd = Connect(v6);
+    ASSERT_GE(fd, 0);
+    auto [shard, id] = ParseGreeting(ReadLine(fd));
+    EXPECT_EQ(shard, expected);
+    ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
+    EXPECT_EQ(ReadLine(fd), "221 bye");
+    close(fd);
+  }
+  EXPECT_EQ((*group)->listen_addresses()[1].family(), AF_INET);
 }
 
 TEST(ShardGroupTest, ThousandCrossShardRoundTrips) {
