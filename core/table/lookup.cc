@@ -79,7 +79,28 @@ Address Split(std::string_view whole, std::string_view delimiters) {
        (lp.size() > 8 && lp.substr(lp.size() - 8) == "-request"))) {
     return a;
   }
-  size_t pos = lp.find_first_of(delimiters);
+  // Not find_first_of: libstdc++ calls memchr once per byte of the local part.
+  size_t pos = 0;
+  if (delimiters.size() == 1) {
+    const void* hit = memchr(lp.data(), delimiters[0], lp.size());
+    pos = hit == nullptr ? std::string_view::npos
+                         : static_cast<size_t>(static_cast<const char*>(hit) - lp.data());
+  } else {
+    auto is_delimiter = [&](char c) {
+      for (char d : delimiters) {
+        if (d == c) {
+          return true;
+        }
+      }
+      return false;
+    };
+    while (pos < lp.size() && !is_delimiter(lp[pos])) {
+      ++pos;
+    }
+    if (pos == lp.size()) {
+      pos = std::string_view::npos;
+    }
+  }
   if (pos == std::string_view::npos || pos == 0) {  // never leave an empty local part
     return a;
   }
