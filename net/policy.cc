@@ -442,7 +442,8 @@ bool PolicyEngine::IsOwnAddressLiteral(std::string_view domain,
   if (!server_ip.empty() && same(server_ip)) {
     return true;
   }
-  return std::any_of(settings_.own_addresses.begin(), settings_.own_addresses.end(), same);
+  return std::any_of(settings_.inet_addresses.begin(), settings_.inet_addresses.end(), same) ||
+         std::any_of(settings_.proxy_addresses.begin(), settings_.proxy_addresses.end(), same);
 }
 
 namespace {

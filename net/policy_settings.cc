@@ -422,7 +422,8 @@ absl::Status ApplyRestrictions(PolicySettings* settings, PolicyRestrictionList* 
   return absl::OkStatus();
 }
 
-absl::Status ApplyOwnAddresses(PolicySettings* settings, std::string_view value) {
+absl::Status ApplyOwnAddresses(std::vector<std::string>* addresses, std::string_view value) {
+  addresses->clear();
   for (const std::string& entry : SplitList(value)) {
     std::string_view address = entry;
     if (address.size() >= 2 && address.front() == '[' && address.back() == ']') {
@@ -431,7 +432,7 @@ absl::Status ApplyOwnAddresses(PolicySettings* settings, std::string_view value)
     bool v6 = false;
     uint8_t bytes[16];
     if (ParseIpAddress(address, &v6, bytes)) {
-      settings->own_addresses.emplace_back(address);
+      addresses->emplace_back(address);
     }
     // "all", "loopback-only" and host names are resolved by the caller (BuildPolicySettings
     // lists the interface addresses); the request's server address always counts.
@@ -457,8 +458,10 @@ absl::Status ApplyOne(PolicySettings* s, std::string_view name, std::string_view
     s->myorigin = Lower(trimmed);
   } else if (name == "mydestination") {
     return assign(&s->mydestination, ParseDomainList(value, open));
-  } else if (name == "inet_interfaces" || name == "proxy_interfaces") {
-    return ApplyOwnAddresses(s, value);
+  } else if (name == "inet_interfaces") {
+    return ApplyOwnAddresses(&s->inet_addresses, value);
+  } else if (name == "proxy_interfaces") {
+    return ApplyOwnAddresses(&s->proxy_addresses, value);
   } else if (name == "relay_domains") {
     return assign(&s->relay_domains, ParseDomainList(value, open));
   } else if (name == "virtual_alias_domains") {

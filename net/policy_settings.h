@@ -110,9 +110,11 @@ struct PolicySettings {
   std::string myhostname = "localhost";
   std::string myorigin = "localhost";  // lower case
   DomainList mydestination;            // local domains (string list: exact names)
-  // Our own addresses ($inet_interfaces and $proxy_interfaces, resolved): the address
-  // literals "user@[a.d.d.r]" that are local. The server address of a request counts too.
-  std::vector<std::string> own_addresses;
+  // Our own addresses ($inet_interfaces and $proxy_interfaces, resolved to IP addresses):
+  // the address literals "user@[a.d.d.r]" that are local. The server address of a request
+  // counts too.
+  std::vector<std::string> inet_addresses;
+  std::vector<std::string> proxy_addresses;
   DomainList relay_domains;
   DomainList virtual_alias_domains;
   bool virtual_alias_domains_set = false;  // else: $virtual_alias_maps (domain keys)
