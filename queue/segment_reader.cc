@@ -157,6 +157,10 @@ absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const Sca
   }
   const char* data = mapping.data();
 
+  // A file with no byte written (empty or only preallocated zeros) is an unused segment.
+  if (Scanner(data, size, 0).NonZeroEnd(0) == 0) {
+    return absl::NotFoundError("unused segment: nothing written");
+  }
   // The segment header: seed 0, type 1, at offset 0.
   SegmentScanResult result;
   RecordHeader header;

@@ -67,8 +67,9 @@ struct ScanOptions {
 using RecordVisitor =
     absl::FunctionRef<void(const RecordHeader& header, uint64_t offset, std::string_view payload)>;
 
-// Scans the segment at `path`. An error means the segment could not be read or verified at all
-// (unreadable, missing or bad segment header): it was reported and nothing in it was visited.
+// Scans the segment at `path`. NotFound: the file is empty or all zero (never written; not
+// reported). Any other error means the segment could not be read or verified at all (unreadable,
+// missing or bad segment header): it was reported and nothing in it was visited.
 absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const ScanOptions& options,
                                               Reporter& reporter, RecordVisitor visit);
 

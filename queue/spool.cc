@@ -68,6 +68,10 @@ Spool::Spool(const SpoolOptions& options) : options_(options), ids_(options.shar
 
 Spool::~Spool() {
   CloseSegment();
+  if (spare_.fd >= 0) {
+    close(spare_.fd);  // never written: remove it (recovery would only delete it anyway)
+    unlink(SegmentPath(spare_.number).c_str());
+  }
   if (directory_fd_ >= 0) {
     close(directory_fd_);
   }
@@ -118,6 +122,14 @@ absl::Status Spool::Recover(Reporter& reporter) {
   std::sort(numbers.begin(), numbers.end());
 
   uint64_t max_queue_id = 0;
+  struct JournaledOutcome {
+    uint64_t sequence;
+    uint64_t segment;
+    OutcomeRecord outcome;
+  };
+  // alloc: outcome records seen during recovery, applied once every message is indexed, so the
+  // order in which segments are scanned cannot matter.
+  std::vector<JournaledOutcome> outcomes;
   for (uint64_t number : numbers) {
     next_segment_number_ = std::max(next_segment_number_, number + 1);
     std::string path = SegmentPath(number);
@@ -149,11 +161,21 @@ absl::Status Spool::Recover(Reporter& reporter) {
           reporter.Corruption(path, offset, RecordBytes(header.payload_bytes), outcome.status());
           return;
         }
-        index_.ApplyOutcome(*outcome, number);
+        outcomes.push_back({header.sequence, number, *std::move(outcome)});
         ++recovery_stats_.outcomes;
       }
     };
-    absl::StatusOr<SegmentScanResult> scan = ScanSegment(path, ScanOptions{}, reporter, visit);
+    ScanOptions scan_options;
+    scan_options.truncate_torn_tail = !options_.read_only;
+    absl::StatusOr<SegmentScanResult> scan = ScanSegment(path, scan_options, reporter, visit);
+    if (!scan.ok() && absl::IsNotFound(scan.status())) {
+      // Never written (an unused spare, or created just before a crash): nothing to recover.
+      ++recovery_stats_.unused_segments;
+      if (!options_.read_only) {
+        unlink(path.c_str());
+      }
+      continue;
+    }
     if (!scan.ok()) {
       ++recovery_stats_.unreadable_segments;  // reported by ScanSegment; the file stays
       continue;
@@ -162,6 +184,13 @@ absl::Status Spool::Recover(Reporter& reporter) {
     salts_[number] = scan->header.salt;
     recovery_stats_.skipped_bytes += scan->skipped_bytes;
     recovery_stats_.dropped_bytes += scan->dropped_bytes;
+  }
+  std::sort(outcomes.begin(), outcomes.end(),
+            [](const JournaledOutcome& a, const JournaledOutcome& b) {
+              return a.sequence < b.sequence;
+            });
+  for (const JournaledOutcome& o : outcomes) {
+    index_.ApplyOutcome(o.outcome, o.segment);
   }
   if (max_queue_id != 0) {
     ids_.RaiseFloor(max_queue_id);
@@ -217,6 +246,10 @@ Ticket Spool::StageOutcome(const OutcomeRecord& outcome) {
 Ticket Spool::Enqueue(Pending&& p) {
   p.sequence = next_sequence_++;
   Ticket ticket{p.sequence};
+  if (options_.read_only) {
+    results_.push_back({p.sequence, EROFS});
+    return ticket;
+  }
   if (p.payload_bytes > kPayloadBytesMax) {
     results_.push_back({p.sequence, EFBIG});
     return ticket;
@@ -233,46 +266,92 @@ void Spool::CloseSegment() {
   segment_.sealed = true;
 }
 
+absl::StatusOr<int> Spool::CreateSegmentFile(const std::string& path, uint64_t bytes,
+                                              bool preallocate) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::Status(absl::ErrnoToStatusCode(errno),
+                        absl::StrFormat("create %s: %s", path, std::strerror(errno)));
+  }
+  if (preallocate && fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0 && errno != EOPNOTSUPP) {
+    int err = errno;
+    close(fd);
+    unlink(path.c_str());
+    return absl::Status(absl::ErrnoToStatusCode(err),
+                        absl::StrFormat("fallocate %s: %s", path, std::strerror(err)));
+  }
+  return fd;
+}
+
+bool Spool::WantsSpareSegment() const {
+  return !options_.read_only && spare_.fd < 0 && !spare_requested_;
+}
+
+Spool::SpareRequest Spool::RequestSpareSegment() {
+  MOAT_CHECK(WantsSpareSegment());
+  spare_requested_ = true;
+  uint64_t number = next_segment_number_++;
+  return {number, SegmentPath(number), options_.segment_bytes, options_.preallocate};
+}
+
+void Spool::AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd) {
+  MOAT_CHECK(spare_requested_);
+  spare_requested_ = false;
+  if (!fd.ok()) {
+    log::Warning("spool: shard %d: spare segment %d: %s", options_.shard, number,
+                 std::string(fd.status().message()));
+    return;  // the next roll-over creates its segment inline
+  }
+  if (number < segment_.number) {
+    // A segment was created inline meanwhile; segments are used in number order, so this one
+    // comes too late. Never written: remove it.
+    close(*fd);
+    unlink(SegmentPath(number).c_str());
+    return;
+  }
+  spare_ = {number, *fd};
+}
+
 absl::Status Spool::StartSegment() {
   CloseSegment();
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    uint64_t number = next_segment_number_++;
-    std::string path = SegmentPath(number);
-    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST) {
-      continue;  // a leftover (e.g. an unreadable segment): never reuse its number
+  uint64_t number = 0;
+  int fd = -1;
+  if (spare_.fd >= 0) {
+    number = spare_.number;
+    fd = spare_.fd;
+    spare_ = {};
+  } else {
+    // No spare ready: create one inline (blocks: open + fallocate).
+    for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+      number = next_segment_number_++;
+      absl::StatusOr<int> created =
+          CreateSegmentFile(SegmentPath(number), options_.segment_bytes, options_.preallocate);
+      if (created.ok()) {
+        fd = *created;
+      } else if (created.status().code() != absl::StatusCode::kAlreadyExists) {
+        return created.status();
+      }  // else a leftover (e.g. an unreadable segment): never reuse its number
     }
     if (fd < 0) {
-      return absl::Status(absl::ErrnoToStatusCode(errno), absl::StrFormat("create %s", path));
+      return absl::AlreadyExistsError("spool: no free segment number");
     }
-    if (options_.preallocate) {
-      if (fallocate(fd, 0, 0, static_cast<off_t>(options_.segment_bytes)) != 0 &&
-          errno != EOPNOTSUPP) {
-        int err = errno;
-        close(fd);
-        unlink(path.c_str());
-        return absl::Status(absl::ErrnoToStatusCode(err), absl::StrFormat("fallocate %s", path));
-      }
-    }
-    segment_ = Segment();
-    segment_.number = number;
-    segment_.fd = fd;
-    segment_.salt = absl::BitGen()();
-    segment_.sealed = false;
-    SegmentHeaderInfo info{kFormatVersion, options_.shard, number, segment_.salt,
-                           NowUnixMicros()};
-    std::string payload = EncodeSegmentHeader(info);
-    RecordHeader header{RecordType::kSegmentHeader, static_cast<uint32_t>(payload.size()), 0,
-                        PayloadChecksum(payload, 0)};
-    segment_.header.assign(kHeaderBytes, '\0');
-    EncodeHeader(header, 0, segment_.header.data());
-    segment_.header += payload;
-    segment_.header.append(PaddingBytes(payload.size()), '\0');
-    salts_[number] = segment_.salt;
-    index_.AddSegment(number);
-    return absl::OkStatus();
   }
-  return absl::AlreadyExistsError("spool: no free segment number");
+  segment_ = Segment();
+  segment_.number = number;
+  segment_.fd = fd;
+  segment_.salt = absl::BitGen()();
+  segment_.sealed = false;
+  SegmentHeaderInfo info{kFormatVersion, options_.shard, number, segment_.salt, NowUnixMicros()};
+  std::string payload = EncodeSegmentHeader(info);
+  RecordHeader header{RecordType::kSegmentHeader, static_cast<uint32_t>(payload.size()), 0,
+                      PayloadChecksum(payload, 0)};
+  segment_.header.assign(kHeaderBytes, '\0');
+  EncodeHeader(header, 0, segment_.header.data());
+  segment_.header += payload;
+  segment_.header.append(PaddingBytes(payload.size()), '\0');
+  salts_[number] = segment_.salt;
+  index_.AddSegment(number);
+  return absl::OkStatus();
 }
 
 const CommitBatch* Spool::PrepareCommit() {
@@ -443,6 +522,9 @@ absl::StatusOr<std::string> Spool::ReadContent(const QueuedMessage& message) con
 }
 
 absl::StatusOr<size_t> Spool::ReclaimSegments() {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError("spool: opened read-only");
+  }
   std::vector<uint64_t> segments =
       index_.ReclaimableSegments(segment_.sealed ? 0 : segment_.number);
   size_t removed = 0;

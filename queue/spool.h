@@ -22,9 +22,10 @@
 // point at them). Stage(envelope, std::string&& content) moves the buffer into the spool instead.
 // The iovecs of a CommitBatch stay valid until OnCommitDone().
 //
-// Blocking calls: Open() (recovery), ReadMessage() and ReclaimSegments() are control-side and
-// block. PrepareCommit() blocks only when it starts a new segment (open + fallocate, once per
-// segment_bytes); the directory fsync of a new segment is left to the driver (directory_fd).
+// Blocking calls: Open() (recovery), ReadContent() and ReclaimSegments() are control-side and
+// block. PrepareCommit() blocks only when it starts a new segment and no spare segment was
+// prepared (see WantsSpareSegment()); the directory fsync of a new segment is left to the driver
+// (directory_fd).
 #pragma once
 
 #include <sys/uio.h>
@@ -55,6 +56,9 @@ struct SpoolOptions {
   // LevelDB-style batch limits: a batch stops growing past these (its first record always goes).
   uint64_t batch_bytes_max = uint64_t{8} << 20;
   size_t batch_records_max = 256;
+  // For tools looking at a live daemon's spool: recovery reports damage but modifies nothing,
+  // every Stage fails with EROFS, ReclaimSegments() refuses.
+  bool read_only = false;
 };
 
 struct Ticket {
@@ -87,6 +91,7 @@ inline constexpr size_t kIovecsMax = 1024;
 struct RecoveryStats {
   uint64_t segments = 0;
   uint64_t unreadable_segments = 0;  // bad segment header etc.: reported and left in place
+  uint64_t unused_segments = 0;      // empty or all zero (never written): removed
   uint64_t messages = 0;
   uint64_t outcomes = 0;
   uint64_t skipped_bytes = 0;  // damage in the middle of segments
@@ -125,6 +130,27 @@ class Spool {
   void OnCommitDone(int result);
   // Moves the finished tickets (in sequence order) into `out` (cleared first).
   void TakeResults(std::vector<TicketResult>* out);
+
+  // Spare segments, so a shard never blocks on open + fallocate when a segment fills up:
+  //   if (spool.WantsSpareSegment()) {
+  //     SpareRequest r = spool.RequestSpareSegment();                  // shard thread
+  //     ... on the control thread: fd = Spool::CreateSegmentFile(r.path, r.bytes, r.preallocate);
+  //     ... back on the shard: spool.AdoptSpareSegment(r.number, fd);
+  //   }
+  // Without a spare, PrepareCommit() creates the segment inline. The spare's directory entry is
+  // made durable by the first batch written to it (CommitBatch::directory_fd).
+  struct SpareRequest {
+    uint64_t number = 0;
+    std::string path;
+    uint64_t bytes = 0;
+    bool preallocate = true;
+  };
+  bool WantsSpareSegment() const;
+  SpareRequest RequestSpareSegment();  // REQUIRES: WantsSpareSegment()
+  void AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd);
+  // Creates (O_EXCL) and preallocates a segment file; returns its fd. Blocks; thread-safe.
+  static absl::StatusOr<int> CreateSegmentFile(const std::string& path, uint64_t bytes,
+                                               bool preallocate);
 
   const QueueIndex& index() const { return index_; }
   QueueIndex& index() { return index_; }
@@ -176,6 +202,12 @@ class Spool {
   uint64_t next_sequence_ = 1;
   uint64_t next_segment_number_ = 1;
   Segment segment_;
+  struct Spare {
+    uint64_t number = 0;
+    int fd = -1;
+  };
+  Spare spare_;
+  bool spare_requested_ = false;
   absl::flat_hash_map<uint64_t, uint64_t> salts_;  // segment number -> salt
   // alloc: staged records; bounded by the sessions waiting for their 250 on this shard.
   std::deque<Pending> pending_;

@@ -414,5 +414,115 @@ TEST_F(SpoolTest, SegmentWithPendingMessageIsNotReclaimedNorAreOutcomesPointingA
   EXPECT_FALSE(spool->index().Find(ids[0])->final());
 }
 
+TEST_F(SpoolTest, SpareSegmentIsUsedWhenTheSegmentFillsUp) {
+  SpoolOptions options = Options();
+  options.segment_bytes = 8192;
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string content = MakeContent("spare@example", 3000);
+  std::string first = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(first), content);
+  BlockingCommitter::CommitAll(*spool);
+
+  ASSERT_TRUE(spool->WantsSpareSegment());
+  Spool::SpareRequest request = spool->RequestSpareSegment();
+  EXPECT_FALSE(spool->WantsSpareSegment()) << "one request at a time";
+  EXPECT_GT(request.number, spool->current_segment());
+  // The blocking part, as the control thread would run it.
+  absl::StatusOr<int> fd = Spool::CreateSegmentFile(request.path, request.bytes, request.preallocate);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  spool->AdoptSpareSegment(request.number, fd);
+  EXPECT_FALSE(spool->WantsSpareSegment()) << "a spare is ready";
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {  // fills the first segment and rolls into the spare
+    ids.push_back(spool->NewQueueId());
+    spool->Stage(MakeEnvelope(ids.back()), content);
+    BlockingCommitter::CommitAll(*spool);
+  }
+  EXPECT_EQ(spool->index().Find(ids.back())->location.segment, request.number);
+  EXPECT_TRUE(spool->WantsSpareSegment()) << "the spare was taken";
+
+  // A failed creation is only a warning: the next roll-over creates its segment inline.
+  Spool::SpareRequest again = spool->RequestSpareSegment();
+  spool->AdoptSpareSegment(again.number, absl::ResourceExhaustedError("disk full"));
+  EXPECT_TRUE(spool->WantsSpareSegment());
+
+  // A spare that arrives after an inline roll-over is too old to use: it is removed.
+  Spool::SpareRequest late = spool->RequestSpareSegment();
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(spool->NewQueueId());
+    spool->Stage(MakeEnvelope(ids.back()), content);
+    BlockingCommitter::CommitAll(*spool);
+  }
+  ASSERT_GT(spool->current_segment(), late.number);
+  absl::StatusOr<int> late_fd = Spool::CreateSegmentFile(late.path, late.bytes, late.preallocate);
+  ASSERT_TRUE(late_fd.ok()) << late_fd.status();
+  spool->AdoptSpareSegment(late.number, late_fd);
+  EXPECT_FALSE(std::filesystem::exists(late.path));
+  EXPECT_TRUE(spool->WantsSpareSegment());
+  spool.reset();
+  spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_TRUE(reporter_.reports.empty());
+  for (const std::string& id : ids) {
+    EXPECT_NE(spool->index().Find(id), nullptr);
+  }
+}
+
+TEST_F(SpoolTest, UnusedSegmentsAreRemovedSilentlyAtRecovery) {
+  SpoolOptions options = Options();
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string content = MakeContent("u@example", 100);
+  std::string id = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(id), content);
+  BlockingCommitter::CommitAll(*spool);
+  spool.reset();
+  // A spare created just before a crash: preallocated zeros; and an empty file.
+  std::string zeros = absl::StrFormat("%s/%016x.seg", options.directory, 100);
+  std::string empty = absl::StrFormat("%s/%016x.seg", options.directory, 101);
+  testutil::WriteAll(zeros, std::string(4096, '\0'));
+  testutil::WriteAll(empty, "");
+  spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_TRUE(reporter_.reports.empty());
+  EXPECT_EQ(spool->recovery_stats().unused_segments, 2u);
+  EXPECT_FALSE(std::filesystem::exists(zeros));
+  EXPECT_FALSE(std::filesystem::exists(empty));
+  EXPECT_NE(spool->index().Find(id), nullptr);
+}
+
+TEST_F(SpoolTest, ReadOnlyOpenChangesNothing) {
+  SpoolOptions options = Options();
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string content = MakeContent("ro@example", 100);
+  std::string id = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(id), content);
+  BlockingCommitter::CommitAll(*spool);
+  uint64_t segment = spool->current_segment();
+  spool.reset();
+  std::string path = absl::StrFormat("%s/%016x.seg", options.directory, segment);
+  std::string bytes = testutil::ReadAll(path);
+  testutil::WriteAll(path, bytes + "torn tail garbage");
+
+  options.read_only = true;
+  spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_EQ(reporter_.reports.size(), 1u) << "damage is still reported";
+  EXPECT_EQ(testutil::ReadAll(path), bytes + "torn tail garbage") << "but not repaired";
+  EXPECT_NE(spool->index().Find(id), nullptr);
+  Ticket t = spool->Stage(MakeEnvelope(spool->NewQueueId()), content);
+  std::vector<TicketResult> results;
+  spool->TakeResults(&results);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].sequence, t.sequence);
+  EXPECT_EQ(results[0].error, EROFS);
+  EXPECT_EQ(spool->PrepareCommit(), nullptr);
+  EXPECT_FALSE(spool->WantsSpareSegment());
+  EXPECT_FALSE(spool->ReclaimSegments().ok());
+}
+
 }  // namespace
 }  // namespace moat::queue
