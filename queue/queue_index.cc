@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/string_view.h"
+
 namespace moat::queue {
 namespace {
 
@@ -80,12 +82,12 @@ bool QueueIndex::ApplyOutcome(const OutcomeRecord& outcome, uint64_t segment) {
 }
 
 const QueuedMessage* QueueIndex::Find(std::string_view queue_id) const {
-  auto it = messages_.find(std::string(queue_id));
+  auto it = messages_.find(absl::string_view(queue_id.data(), queue_id.size()));
   return it == messages_.end() ? nullptr : &it->second;
 }
 
 QueuedMessage* QueueIndex::FindMutable(std::string_view queue_id) {
-  auto it = messages_.find(std::string(queue_id));
+  auto it = messages_.find(absl::string_view(queue_id.data(), queue_id.size()));
   return it == messages_.end() ? nullptr : &it->second;
 }
 

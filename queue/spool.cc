@@ -89,11 +89,29 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
   if (options.batch_records_max == 0 || 1 + 3 * options.batch_records_max > kIovecsMax) {
     return absl::InvalidArgumentError("spool: batch_records_max out of range");
   }
+  if (options.segment_bytes < 4096) {
+    return absl::InvalidArgumentError("spool: segment_bytes below 4096");
+  }
   std::error_code ec;
-  std::filesystem::create_directories(options.directory, ec);
+  bool created = std::filesystem::create_directories(options.directory, ec);
   if (ec) {
     return absl::InternalError(
         absl::StrFormat("spool: create %s: %s", options.directory, ec.message()));
+  }
+  if (created) {
+    // New directories must be durable before any segment in them is acknowledged: sync each
+    // one and its parent, up to the root (a few fsyncs, once, at first start).
+    std::filesystem::path start = std::filesystem::absolute(options.directory, ec);
+    for (std::filesystem::path p = start; !p.empty(); p = p.parent_path()) {
+      int fd = open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+      }
+      if (p == p.parent_path()) {
+        break;
+      }
+    }
   }
   std::unique_ptr<Spool> spool(new Spool(options));
   spool->directory_fd_ = open(options.directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

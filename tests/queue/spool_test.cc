@@ -524,5 +524,36 @@ TEST_F(SpoolTest, ReadOnlyOpenChangesNothing) {
   EXPECT_FALSE(spool->ReclaimSegments().ok());
 }
 
+TEST_F(SpoolTest, SegmentThatCannotBeCreatedFailsTheStagedTickets) {
+  SpoolOptions options = Options();
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::filesystem::remove_all(options.directory);  // open(O_CREAT) now fails with ENOENT
+  std::string content = MakeContent("nodir@example", 100);
+  Ticket a = spool->Stage(MakeEnvelope(spool->NewQueueId()), content);
+  Ticket b = spool->Stage(MakeEnvelope(spool->NewQueueId()), content);
+  EXPECT_EQ(spool->PrepareCommit(), nullptr);
+  EXPECT_FALSE(spool->HasPending());
+  std::vector<TicketResult> results;
+  spool->TakeResults(&results);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].sequence, a.sequence);
+  EXPECT_EQ(results[1].sequence, b.sequence);
+  EXPECT_EQ(results[0].error, EIO);
+  EXPECT_EQ(results[1].error, EIO);
+}
+
+TEST_F(SpoolTest, OpenRejectsBadOptions) {
+  SpoolOptions options = Options();
+  options.segment_bytes = 100;
+  EXPECT_FALSE(Spool::Open(options, reporter_).ok());
+  options = Options();
+  options.shard = kShardsMax;
+  EXPECT_FALSE(Spool::Open(options, reporter_).ok());
+  options = Options();
+  options.batch_records_max = 1000;  // 1 + 3 * 1000 iovecs > IOV_MAX
+  EXPECT_FALSE(Spool::Open(options, reporter_).ok());
+}
+
 }  // namespace
 }  // namespace moat::queue
