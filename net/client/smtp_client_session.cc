@@ -461,21 +461,26 @@ void SmtpClientSession::HandleData(const Reply& reply) {
 
 void SmtpClientSession::AddBody(std::string_view chunk) {
   MOAT_CHECK(phase_ == Phase::kDataXfer);
+  if (chunk.empty()) {
+    return;
+  }
+  // Copy the chunk in spans that end just before a line starting with '.', and double
+  // that dot. at_line_start_ carries "the previous chunk ended a line" across chunks.
   size_t i = 0;
   while (i < chunk.size()) {
     if (at_line_start_ && chunk[i] == '.') {
       output_ += '.';
     }
-    const size_t nl = chunk.find('\n', i);
-    if (nl == std::string_view::npos) {
+    const size_t nl_dot = chunk.find("\n.", i);
+    if (nl_dot == std::string_view::npos) {
       output_.append(chunk.data() + i, chunk.size() - i);
-      at_line_start_ = false;
-      return;
+      break;
     }
-    output_.append(chunk.data() + i, nl + 1 - i);
+    output_.append(chunk.data() + i, nl_dot + 1 - i);
     at_line_start_ = true;
-    i = nl + 1;
+    i = nl_dot + 1;
   }
+  at_line_start_ = chunk.back() == '\n';
 }
 
 void SmtpClientSession::EndBody() {

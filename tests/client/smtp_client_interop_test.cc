@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "net/client/smtp_client_session.h"
 #include "tests/testing/testing.h"
@@ -47,7 +48,7 @@ class SinkTest : public ::testing::Test {
     }
     argv.insert(argv.end(), {"-D", dump_path()});
     argv.insert(argv.end(), options.begin(), options.end());
-    argv.push_back("127.0.0.1:" + std::to_string(port_));
+    argv.push_back(absl::StrCat("127.0.0.1:", port_));
     argv.push_back("10");
     sink_ = std::make_unique<testing::Process>(argv);
     ASSERT_TRUE(testing::WaitForPort(port_)) << sink_->Stderr();
@@ -163,10 +164,10 @@ TEST_F(SinkTest, ThreeMessagesOnOneConnectionWithPipelining) {
   std::vector<Message> messages;
   for (int i = 0; i < 3; ++i) {
     messages.push_back(Make("alice@example.org",
-                            {"r" + std::to_string(i) + "a@example.com",
-                             "r" + std::to_string(i) + "b@example.com"},
-                            "Subject: m" + std::to_string(i) +
-                                "\r\n\r\nfirst\r\n.leading dot\r\n..two dots\r\n.\r\nlast\r\n"));
+                            {absl::StrCat("r", i, "a@example.com"), absl::StrCat("r", i, "b@example.com")},
+                            absl::StrCat("Subject: m", i,
+                                         "\r\n\r\nfirst\r\n.leading dot\r\n..two dots\r\n.\r\n"
+                                         "last\r\n")));
   }
   auto results = Deliver(s, messages);
   ASSERT_EQ(results.size(), 3u);
@@ -182,7 +183,7 @@ TEST_F(SinkTest, ThreeMessagesOnOneConnectionWithPipelining) {
   ASSERT_TRUE(testing::WaitForText(dump_path(), "Subject: m2"));
   const std::string dump = Dump();
   for (int i = 0; i < 3; ++i) {
-    EXPECT_NE(dump.find("X-Rcpt-Args: <r" + std::to_string(i) + "a@example.com>"),
+    EXPECT_NE(dump.find(absl::StrCat("X-Rcpt-Args: <r", i, "a@example.com>")),
               std::string::npos);
   }
   // The server un-stuffed exactly what we stuffed: the content arrives unchanged.
@@ -262,8 +263,8 @@ TEST_F(SinkTest, ConnectionRefused) {
   auto results = Deliver(s, {Make("a@example.org", {"x@example.com"}, "")});
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0][0].outcome, Outcome::kDeferred);
-  EXPECT_EQ(results[0][0].reason, "connect to 127.0.0.1[127.0.0.1]:" + std::to_string(port_) +
-                                      ": Connection refused");
+  EXPECT_EQ(results[0][0].reason,
+            absl::StrCat("connect to 127.0.0.1[127.0.0.1]:", port_, ": Connection refused"));
 }
 
 }  // namespace
