@@ -164,7 +164,6 @@ class Shard {
   Timer barrier_timer_;
   ShardStats stats_;
 
-  friend class ShardTestPeer;
 };
 
 }  // namespace moat::reactor

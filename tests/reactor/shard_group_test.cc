@@ -549,6 +549,39 @@ TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
   EXPECT_EQ(ReadLine(fd), "221 bye");
   close(fd);
+  // After the 8 MiB burst every receive buffer is back in the ring.
+  std::vector<ShardStats> stats = group->CollectStats(absl::Seconds(5));
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].buffers_available, stats[0].buffers_total);
+  EXPECT_GE(stats[0].bytes_in, static_cast<uint64_t>(kXLines) * 1024);
+}
+
+TEST(ShardGroupTest, TinyBufferRingRunsDryAndRecvRearms) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  auto options = BaseOptions(1, &config);
+  options.shard.recv_buffers = 2;  // 2 x 64 bytes: the ring runs dry (-ENOBUFS) constantly
+  options.shard.recv_buffer_bytes = 64;
+  auto group = StartGroup(std::move(options));
+  ASSERT_NE(group, nullptr);
+  int fd = Connect(group->listen_addresses()[0]);
+  ASSERT_GE(fd, 0);
+  ReadLine(fd);
+  constexpr int kLines = 4096;
+  std::string burst;
+  for (int i = 0; i < kLines; ++i) {
+    burst += "X" + std::string(253, 'y') + "\r\n";
+  }
+  burst += "done\r\n";
+  ASSERT_TRUE(WriteAll(fd, burst));
+  EXPECT_EQ(ReadLine(fd), "250 done");
+  EXPECT_EQ(observed.XLines(), kLines);
+  std::vector<ShardStats> stats = group->CollectStats(absl::Seconds(5));
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_GT(stats[0].recv_no_buffers, 0u);
+  EXPECT_EQ(stats[0].buffers_available, 2u);
+  close(fd);
 }
 
 TEST(ShardGroupTest, OutputStagedInOneTurnLeavesInOneSend) {
