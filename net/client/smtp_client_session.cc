@@ -630,22 +630,26 @@ void SmtpClientSession::OnEof() {
   LoseConnection(absl::StrFormat("lost connection with %s while %s", NameAddr(), Where()));
 }
 
-void SmtpClientSession::OnTimeout() {
+bool SmtpClientSession::OnTimeout(Phase armed_for) {
+  if (armed_for != phase_) {
+    return false;
+  }
   switch (phase_) {
     case Phase::kClosed:
-      return;
+      return false;
     case Phase::kConnecting:
       OnConnectFailed("Connection timed out");
-      return;
+      return true;
     case Phase::kIdle:
       Quit();
-      return;
+      return true;
     case Phase::kQuit:
       phase_ = Phase::kClosed;
-      return;
+      return true;
     default:
       LoseConnection(
           absl::StrFormat("conversation with %s timed out while %s", NameAddr(), Where()));
+      return true;
   }
 }
 

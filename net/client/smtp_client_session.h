@@ -3,7 +3,7 @@
 // SmtpClientSession: the outbound SMTP client protocol machine, one per connection.
 // PURE: no sockets, no clock. The driver (the shard's delivery pipeline on its io_uring
 // loop) connects, feeds server bytes with OnData() (any split), sends what TakeOutput()
-// returns, arms a timer of TimeoutFor(phase()) and calls OnTimeout() when it fires.
+// returns, arms a timer of TimeoutFor(phase()) and calls OnTimeout(phase) when it fires.
 // Owned by one shard; not thread-safe. PARSES UNTRUSTED INPUT (the remote server's
 // replies): nonsense from the server defers the transaction and closes the connection;
 // it never crashes.
@@ -140,8 +140,10 @@ class SmtpClientSession {
   void OnData(std::string_view bytes);
   // The server closed the connection (or a read failed).
   void OnEof();
-  // The timer for the current phase fired.
-  void OnTimeout();
+  // The timer armed for `armed_for` (TimeoutFor(phase()) when the machine was in that
+  // phase) fired. A timer from a phase the machine has left is stale and ignored (returns
+  // false); the driver re-arms whenever phase() changes.
+  bool OnTimeout(Phase armed_for);
 
   // True in kDataXfer until EndBody(): the driver supplies the content.
   bool WantsBody() const { return phase_ == Phase::kDataXfer; }

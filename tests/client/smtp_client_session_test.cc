@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace moat::client {
@@ -316,7 +317,7 @@ TEST(SmtpClientSessionTest, ConnectionReuseSendsRsetThenTheNextMessage) {
   ASSERT_EQ(s.results().size(), 2u);
   EXPECT_EQ(s.results()[1].reason, "250 2.0.0 Ok: queued as 2");
   // The cache's idle timer: QUIT, then closed.
-  s.OnTimeout();
+  EXPECT_TRUE(s.OnTimeout(Phase::kIdle));
   EXPECT_EQ(s.TakeOutput(), "QUIT\r\n");
   Feed(s, "221 2.0.0 Bye\r\n");
   EXPECT_EQ(s.phase(), Phase::kClosed);
@@ -406,7 +407,7 @@ TEST(SmtpClientSessionTest, ConnectFailureDefersWithPostfixText) {
 TEST(SmtpClientSessionTest, ConnectTimeout) {
   SmtpClientSession s(Server());
   s.Start(Tx({"a@d"}));
-  s.OnTimeout();
+  EXPECT_TRUE(s.OnTimeout(Phase::kConnecting));
   EXPECT_EQ(s.results()[0].reason,
             "connect to mx.internal[10.0.0.5]:2525: Connection timed out");
 }
@@ -466,7 +467,10 @@ TEST(SmtpClientSessionTest, TimeoutInEachPhasePicksThePostfixParameter) {
   Handshake(s, Tx({"a@d"}), kEhloFull);
   Feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
   s.EndBody();
-  s.OnTimeout();
+  // A timer left over from an earlier phase is stale: ignored.
+  EXPECT_FALSE(s.OnTimeout(Phase::kRcpt));
+  EXPECT_FALSE(s.TransactionDone());
+  EXPECT_TRUE(s.OnTimeout(Phase::kDataDone));
   EXPECT_EQ(s.results()[0].reason,
             "conversation with mx.internal[10.0.0.5] timed out while sending end of data -- "
             "message may be sent more than once");
@@ -522,6 +526,33 @@ TEST(SmtpClientSessionTest, IdleGoodbyeClosesWithoutTouchingResults) {
   EXPECT_FALSE(s.CanReuse());
   EXPECT_EQ(s.phase(), Phase::kClosed);
   EXPECT_EQ(s.results()[0].outcome, Outcome::kSent);
+}
+
+TEST(SmtpClientSessionTest, DotStuffingOfRandomContentAtRandomSplitsMatchesWholeStuffing) {
+  std::mt19937 rng(777);
+  const std::vector<std::string> lines = {".", "..", ".x", "x.", "", "a b", "...", ". ", "x"};
+  for (int round = 0; round < 300; ++round) {
+    std::string content;
+    std::string expected;
+    const int n = static_cast<int>(rng() % 12);
+    for (int i = 0; i < n; ++i) {
+      const std::string& line = lines[rng() % lines.size()];
+      absl::StrAppend(&content, line, "\r\n");
+      absl::StrAppend(&expected, line.empty() || line[0] != '.' ? "" : ".", line, "\r\n");
+    }
+    SmtpClientSession s(Server());
+    Handshake(s, Tx({"a@d"}), kEhloFull);
+    Feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+    ASSERT_TRUE(s.WantsBody());
+    size_t i = 0;
+    while (i < content.size()) {
+      const size_t len = 1 + rng() % 5;
+      s.AddBody(std::string_view(content).substr(i, len));
+      i += len;
+    }
+    s.EndBody();
+    EXPECT_EQ(s.TakeOutput(), expected + ".\r\n") << round;
+  }
 }
 
 TEST(SmtpClientSessionTest, RandomServerBytesNeverCrashAndAlwaysSettle) {
