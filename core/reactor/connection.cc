@@ -74,6 +74,7 @@ void Connection::Open(std::unique_ptr<StreamHandler> handler) {
 // ---- Output ----
 
 bool Connection::Send(std::string_view bytes) {
+  MOAT_DCHECK(reactor().OnReactorThread());
   if (state_ != State::kOpen) {
     return false;
   }
@@ -337,6 +338,7 @@ void Connection::OnEndOfStream() {
 }
 
 void Connection::PauseReading() {
+  MOAT_DCHECK(reactor().OnReactorThread());
   if (paused_) {
     return;
   }
@@ -347,6 +349,7 @@ void Connection::PauseReading() {
 }
 
 void Connection::ResumeReading() {
+  MOAT_DCHECK(reactor().OnReactorThread());
   if (!paused_) {
     return;
   }
@@ -372,6 +375,7 @@ void Connection::SetTransform(std::unique_ptr<Transform> transform) {
 // ---- Timer ----
 
 void Connection::SetTimeout(absl::Duration after) {
+  MOAT_DCHECK(reactor().OnReactorThread());
   if (state_ == State::kOpen) {
     reactor().ArmTimer(timer_, after);
   }
@@ -400,6 +404,7 @@ void Connection::BeginShutdown(ShutdownPhase phase) {
 }
 
 void Connection::CloseAfterFlush(CloseReason reason) {
+  MOAT_DCHECK(reactor().OnReactorThread());
   if (state_ != State::kOpen) {
     return;
   }
@@ -431,6 +436,7 @@ void Connection::OnShutdownDone(int32_t /*res*/) {
 }
 
 void Connection::Close(CloseReason reason) {
+  MOAT_DCHECK(reactor().OnReactorThread());
   if (state_ == State::kClosing || state_ == State::kClosingFd || state_ == State::kClosed) {
     return;
   }

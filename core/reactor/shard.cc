@@ -262,6 +262,11 @@ void Shard::ApplyReload(std::shared_ptr<const void> snapshot) {
 
 void Shard::BeginShutdown(absl::Duration grace) {
   if (draining_) {
+    // A second request with no grace (second SIGTERM) ends the grace period now.
+    if (grace <= absl::ZeroDuration() && !grace_expired_) {
+      reactor_->CancelTimer(shutdown_timer_);
+      OnShutdownTimer();
+    }
     return;
   }
   draining_ = true;

@@ -105,7 +105,8 @@ class Shard {
 
   // Arms the multishot accepts. Call once on the shard thread.
   void StartAccepting();
-  // Begins graceful shutdown with the given grace period. Idempotent.
+  // Begins graceful shutdown with the given grace period. Called again while draining
+  // with a zero grace, it ends the grace period at once; otherwise idempotent.
   void BeginShutdown(absl::Duration grace);
   bool draining() const { return draining_; }
   bool finished() const { return finished_; }

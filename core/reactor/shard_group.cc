@@ -331,11 +331,15 @@ int ShardGroup::RunUntilShutdown(absl::Duration grace, const std::function<void(
           if (on_reload) {
             on_reload();
           }
-        } else {
+        } else if (!shutdown_begun_.load()) {
           log::Info("reactor: %s: graceful shutdown, grace %s",
                     info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
                     absl::FormatDuration(grace));
           BeginShutdown(grace);
+        } else {
+          log::Info("reactor: %s again: ending the grace period now",
+                    info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+          BeginShutdown(absl::ZeroDuration());
         }
       }
     }

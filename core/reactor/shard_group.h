@@ -75,14 +75,16 @@ class ShardGroup {
   // Stats of every running shard, collected through the inboxes (bounded wait; a shard
   // that did not answer in time is missing from the result).
   std::vector<ShardStats> CollectStats(absl::Duration timeout);
-  // Begins graceful shutdown on every shard (non-blocking, idempotent).
+  // Begins graceful shutdown on every shard (non-blocking). Again with a zero grace: the
+  // grace period ends now.
   void BeginShutdown(absl::Duration grace);
   // Waits until every shard thread has exited; true if they did within `timeout`.
   bool Join(absl::Duration timeout);
   // Number of shard threads still running.
   int running() const;
 
-  // The main thread's loop. SIGTERM/SIGINT: BeginShutdown(grace); SIGHUP: on_reload().
+  // The main thread's loop. SIGTERM/SIGINT: BeginShutdown(grace), a second one ends the
+  // grace period at once; SIGHUP: on_reload().
   // Returns 0 when every shard finished cleanly after a shutdown (signal or
   // BeginShutdown from anywhere), 1 if a shard failed. REQUIRES: BlockSignals() was
   // called in the main thread before any thread started.

@@ -921,6 +921,24 @@ TEST(ShardGroupTest, GracefulShutdownUnderLoadLosesNothingAndResetsNobody) {
   EXPECT_EQ(group->running(), 0);
 }
 
+TEST(ShardGroupTest, SecondShutdownRequestEndsTheGracePeriod) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  auto group = StartGroup(BaseOptions(2, &config));
+  ASSERT_NE(group, nullptr);
+  int fd = Connect(group->listen_addresses()[0]);
+  ASSERT_GE(fd, 0);
+  ASSERT_NE(ParseGreeting(ReadLine(fd)).first, -1);
+  group->BeginShutdown(absl::Seconds(600));
+  group->BeginShutdown(absl::ZeroDuration());  // the operator insists
+  EXPECT_EQ(ReadLine(fd), "421 4.3.2 grace expired");
+  EXPECT_EQ(ReadEnd(fd), 0);
+  close(fd);
+  // Far less than the first request's 600 s grace.
+  EXPECT_TRUE(group->Join(absl::Seconds(30)));
+}
+
 TEST(ShardGroupTest, SigtermDrainsAndRunUntilShutdownReturnsZero) {
   ShardGroup::BlockSignals();  // before the shard threads exist, as main() does
   Observed observed;
