@@ -1,0 +1,49 @@
+// core/server/session_handler.h
+//
+// Glue between one accepted connection (reactor::Connection, a byte stream) and the SMTP
+// session state machine (net::SmtpSession, pure): feeds received bytes in, moves staged
+// replies out once per turn, pauses reading while the session waits (for the fdatasync
+// behind its 250, or an error-sleep delay), runs the smtpd_timeout on the connection's
+// timer slot, and turns graceful shutdown into the session's 421.
+//
+// Owner: its shard thread; one per connection; destroyed by the connection after OnClosed.
+#pragma once
+
+#include <cstddef>
+#include <span>
+
+#include "core/reactor/connection.h"
+#include "core/server/shard_spool.h"
+#include "net/smtp_session.h"
+
+namespace moat::server {
+
+class SessionHandler final : public reactor::StreamHandler {
+ public:
+  SessionHandler(const net::SessionSettings& settings, net::Policy& policy, ShardSpool& spool,
+                 net::ConnectionInfo info);
+  ~SessionHandler() override;
+
+  void OnOpen(reactor::Connection& connection) override;
+  size_t OnData(reactor::Connection& connection, std::span<const char> data) override;
+  void OnDrained(reactor::Connection& connection) override;
+  void OnTimeout(reactor::Connection& connection) override;
+  void OnShutdown(reactor::Connection& connection, reactor::ShutdownPhase phase) override;
+  void OnClosed(reactor::Connection& connection, reactor::CloseReason reason) override;
+
+  // Moves the session's staged output to the connection and applies what the session wants
+  // (close, pause, delay, timeout). Called after every event, and by the spool when the
+  // session got its queue answer.
+  void Pump();
+
+  net::SmtpSession& session() { return session_; }
+
+ private:
+  ShardSpool& spool_;
+  net::SmtpSession session_;
+  reactor::Connection* connection_ = nullptr;
+  size_t handed_bytes_ = 0;  // bytes of session_.output() already given to Send()
+  bool delaying_ = false;    // the timer slot runs an error-sleep delay, not smtpd_timeout
+};
+
+}  // namespace moat::server

@@ -1,0 +1,233 @@
+// core/server/shard_spool.cc: see shard_spool.h.
+#include "core/server/shard_spool.h"
+
+#include <liburing.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/time/time.h"
+#include "core/log/assert.h"
+#include "core/log/log.h"
+
+namespace moat::server {
+
+queue::MessageEnvelope ToEnvelope(net::AcceptedMessage& m) {
+  queue::MessageEnvelope e;
+  e.queue_id = m.queue_id;
+  e.arrival_unix_us = absl::ToUnixMicros(m.arrival);
+  e.client_ip = std::move(m.client_ip);
+  e.client_name = std::move(m.client_name);
+  e.helo = std::move(m.helo_name);
+  e.protocol = std::move(m.protocol);
+  e.sender = m.sender;
+  if (m.body == net::BodyType::k8BitMime) {
+    e.flags |= queue::kBody8BitMime;
+  }
+  if (m.smtputf8) {
+    e.flags |= queue::kSmtpUtf8;
+  }
+  if (m.dsn_ret == net::DsnRet::kFull) {
+    e.flags |= queue::kRetFull;
+  } else if (m.dsn_ret == net::DsnRet::kHdrs) {
+    e.flags |= queue::kRetHdrs;
+  }
+  e.envid = std::move(m.dsn_envid);
+  for (net::AcceptedRecipient& r : m.recipients) {
+    uint8_t notify = 0;
+    if ((r.dsn_notify & net::kDsnNotifyNever) != 0) {
+      notify |= queue::kNotifyNever;
+    }
+    if ((r.dsn_notify & net::kDsnNotifySuccess) != 0) {
+      notify |= queue::kNotifySuccess;
+    }
+    if ((r.dsn_notify & net::kDsnNotifyFailure) != 0) {
+      notify |= queue::kNotifyFailure;
+    }
+    if ((r.dsn_notify & net::kDsnNotifyDelay) != 0) {
+      notify |= queue::kNotifyDelay;
+    }
+    std::string orcpt;
+    if (!r.orcpt.empty()) {
+      orcpt = (r.orcpt_type.empty() ? std::string("rfc822") : r.orcpt_type) + ";" + r.orcpt;
+    }
+    // One spool recipient per final address: virtual alias expansion may fan one RCPT out.
+    if (r.resolved.empty()) {
+      e.recipients.push_back({r.address, orcpt, notify, r.address, ""});
+    }
+    for (net::ResolvedRecipient& res : r.resolved) {
+      e.recipients.push_back(
+          {r.address, orcpt, notify, std::move(res.address), std::move(res.next_hop)});
+    }
+  }
+  return e;
+}
+
+ShardSpool::ShardSpool(std::unique_ptr<queue::Spool> spool) : spool_(std::move(spool)) {
+  MOAT_CHECK(spool_ != nullptr);
+}
+
+ShardSpool::~ShardSpool() { MOAT_CHECK(batch_ == nullptr); }
+
+void ShardSpool::Attach(reactor::Reactor* reactor, AnswerCallback on_answer,
+                        DurableCallback on_durable) {
+  reactor_ = reactor;
+  on_answer_ = std::move(on_answer);
+  on_durable_ = std::move(on_durable);
+  reactor_->AddTurnHook([this] { OnTurn(); });
+}
+
+std::string ShardSpool::NewQueueId() { return spool_->NewQueueId(); }
+
+void ShardSpool::Submit(net::AcceptedMessage message, net::SmtpSession& session) {
+  Waiter w;
+  w.session = &session;
+  w.queue_id = message.queue_id;
+  w.sender = message.sender;
+  w.size = message.content.size();
+  std::string content = std::move(message.content);
+  queue::MessageEnvelope envelope = ToEnvelope(message);
+  w.recipients = envelope.recipients.size();
+  queue::Ticket ticket = spool_->Stage(std::move(envelope), std::move(content));
+  by_session_[&session] = ticket.sequence;
+  waiters_.emplace(ticket.sequence, std::move(w));
+  if (reactor_ != nullptr) {
+    reactor_->RequestTurn();  // the turn hook starts the commit in this very turn
+  }
+}
+
+void ShardSpool::Abandon(std::string_view /*queue_id*/) {
+  // Nothing was staged for a transaction that never reached Submit().
+}
+
+void ShardSpool::Detach(const net::SmtpSession* session) {
+  auto it = by_session_.find(session);
+  if (it == by_session_.end()) {
+    return;
+  }
+  auto w = waiters_.find(it->second);
+  if (w != waiters_.end()) {
+    w->second.session = nullptr;
+  }
+  by_session_.erase(it);
+}
+
+bool ShardSpool::Idle() const { return batch_ == nullptr && !spool_->HasPending(); }
+
+void ShardSpool::OnTurn() {
+  if (batch_ == nullptr && spool_->HasPending()) {
+    StartCommit();
+  }
+}
+
+void ShardSpool::StartCommit() {
+  batch_ = spool_->PrepareCommit();
+  if (batch_ == nullptr) {
+    // Nothing to write, or no segment could be created: the tickets failed already.
+    DeliverResults();
+    return;
+  }
+  write_error_ = 0;
+  short_write_ = false;
+  SubmitWriteAndSync();
+}
+
+void ShardSpool::SubmitWriteAndSync() {
+  io_uring_sqe* sqe = reactor_->Writev(&write_op_, batch_->fd, batch_->iov.data(),
+                                       static_cast<uint32_t>(batch_->iov.size()), batch_->offset);
+  sqe->flags |= IOSQE_IO_LINK;
+  reactor_->Datasync(&sync_op_, batch_->fd);
+}
+
+void ShardSpool::Op::Complete(int32_t res, uint32_t /*flags*/) { spool->OnStep(step, res); }
+
+void ShardSpool::OnStep(Step step, int32_t res) {
+  MOAT_CHECK(batch_ != nullptr);
+  switch (step) {
+    case Step::kWrite:
+      if (res < 0) {
+        write_error_ = res;
+      } else if (static_cast<uint64_t>(res) < batch_->bytes) {
+        // A short write breaks the link: the fdatasync completes with -ECANCELED and the
+        // rest is written again from there.
+        const_cast<queue::CommitBatch*>(batch_)->Consume(static_cast<uint64_t>(res));
+        short_write_ = true;
+      } else {
+        const_cast<queue::CommitBatch*>(batch_)->Consume(static_cast<uint64_t>(res));
+      }
+      return;
+    case Step::kSync:
+      if (write_error_ != 0) {
+        FinishCommit(write_error_);
+      } else if (short_write_) {
+        short_write_ = false;
+        SubmitWriteAndSync();
+      } else if (res < 0) {
+        FinishCommit(res);
+      } else if (batch_->directory_fd >= 0) {
+        // A new segment file: its directory entry must be durable before any 250 from it.
+        io_uring_sqe* sqe = reactor_->GetSqe();
+        io_uring_prep_fsync(sqe, batch_->directory_fd, 0);
+        io_uring_sqe_set_data(sqe, &directory_op_);
+      } else {
+        FinishCommit(0);
+      }
+      return;
+    case Step::kDirectorySync:
+      FinishCommit(res < 0 ? res : 0);
+      return;
+  }
+}
+
+void ShardSpool::FinishCommit(int result) {
+  MOAT_CHECK(batch_ != nullptr);
+  spool_->OnCommitDone(result);
+  batch_ = nullptr;
+  ++commits_;
+  if (result < 0) {
+    log::Warning("spool: commit to %s failed: %s", spool_->SegmentPath(spool_->current_segment()),
+                 strerror(-result));
+  }
+  DeliverResults();
+  if (spool_->HasPending()) {
+    StartCommit();  // what was staged during this commit: the next group
+  }
+}
+
+void ShardSpool::DeliverResults() {
+  spool_->TakeResults(&results_);
+  for (const queue::TicketResult& r : results_) {
+    auto it = waiters_.find(r.sequence);
+    if (it == waiters_.end()) {
+      continue;  // an outcome record (journal), not a message
+    }
+    Waiter w = std::move(it->second);
+    waiters_.erase(it);
+    if (r.error == 0) {
+      ++committed_messages_;
+      log::Info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", w.queue_id, w.sender,
+                w.size, w.recipients);
+    }
+    if (w.session != nullptr) {
+      by_session_.erase(w.session);
+      if (r.error == 0) {
+        w.session->OnQueued(w.queue_id);
+      } else {
+        w.session->OnQueueFailed(r.error == ENOSPC ? net::QueueError::kNoSpace
+                                                   : net::QueueError::kWriteError);
+      }
+      if (on_answer_) {
+        on_answer_(*w.session);
+      }
+    }
+    if (r.error == 0 && on_durable_) {
+      if (const queue::QueuedMessage* m = spool_->index().Find(w.queue_id)) {
+        on_durable_(*m);
+      }
+    }
+  }
+  results_.clear();
+}
+
+}  // namespace moat::server

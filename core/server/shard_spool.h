@@ -1,0 +1,110 @@
+// core/server/shard_spool.h
+//
+// One shard's side of the durable spool: the net::MessageSink the SMTP sessions hand their
+// messages to, and the group-commit driver that moves the spool's batches through the
+// shard's io_uring (queue/spool.h describes the Stage/PrepareCommit/OnCommitDone protocol).
+//
+// Group commit: at the end of every loop turn (a reactor turn hook), when no commit is in
+// flight and something is staged, the whole staged batch goes out as one writev + one
+// fdatasync, linked on the ring (plus an fsync of the spool directory when the batch opens
+// a new segment file). Messages staged while that fdatasync runs form the next batch. A
+// session's "250 2.0.0 Ok: queued as ID" is released only from the completion of the
+// fdatasync that covers its message (SmtpSession::OnQueued); a failed write or sync fails
+// every message of its batch (451 4.3.0, or 452 4.3.1 for ENOSPC).
+//
+// Owner: its shard thread; not thread-safe. Parses no untrusted input.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "core/reactor/operation.h"
+#include "core/reactor/reactor.h"
+#include "net/smtp_message.h"
+#include "net/smtp_session.h"
+#include "queue/spool.h"
+
+namespace moat::server {
+
+class ShardSpool final : public net::MessageSink {
+ public:
+  // Told once per message that became durable (the outbound side picks it up there).
+  using DurableCallback = std::function<void(const queue::QueuedMessage&)>;
+  // Told when a session got its answer, so its I/O side can flush and resume.
+  using AnswerCallback = std::function<void(net::SmtpSession&)>;
+
+  explicit ShardSpool(std::unique_ptr<queue::Spool> spool);
+  ~ShardSpool() override;
+  ShardSpool(const ShardSpool&) = delete;
+  ShardSpool& operator=(const ShardSpool&) = delete;
+
+  // Binds to the shard's reactor and installs the end-of-turn hook. Shard thread.
+  void Attach(reactor::Reactor* reactor, AnswerCallback on_answer, DurableCallback on_durable);
+
+  // net::MessageSink
+  std::string NewQueueId() override;
+  void Submit(net::AcceptedMessage message, net::SmtpSession& session) override;
+  void Abandon(std::string_view queue_id) override;
+
+  // The session is going away (its connection closed) before its answer: forget it. The
+  // message itself still becomes durable (the client never saw a 250 and will retry: a
+  // possible duplicate, never a loss).
+  void Detach(const net::SmtpSession* session);
+
+  // Nothing staged and no commit in flight (the shutdown barrier).
+  bool Idle() const;
+
+  queue::Spool& spool() { return *spool_; }
+  uint64_t commits() const { return commits_; }
+  uint64_t committed_messages() const { return committed_messages_; }
+
+ private:
+  struct Waiter {
+    net::SmtpSession* session = nullptr;  // null once detached
+    std::string queue_id;
+    std::string sender;
+    uint64_t size = 0;
+    size_t recipients = 0;
+  };
+  enum class Step : uint8_t { kWrite, kSync, kDirectorySync };
+  struct Op final : reactor::Operation {
+    Op(ShardSpool* s, Step k) : spool(s), step(k) {}
+    void Complete(int32_t res, uint32_t flags) override;
+    ShardSpool* spool;
+    Step step;
+  };
+
+  void OnTurn();
+  void StartCommit();
+  void SubmitWriteAndSync();
+  void OnStep(Step step, int32_t res);
+  void FinishCommit(int result);
+  void DeliverResults();
+
+  std::unique_ptr<queue::Spool> spool_;
+  reactor::Reactor* reactor_ = nullptr;
+  AnswerCallback on_answer_;
+  DurableCallback on_durable_;
+  const queue::CommitBatch* batch_ = nullptr;
+  int write_error_ = 0;
+  bool short_write_ = false;
+  Op write_op_{this, Step::kWrite};
+  Op sync_op_{this, Step::kSync};
+  Op directory_op_{this, Step::kDirectorySync};
+  // alloc: one entry per message waiting for its fdatasync; bounded by the shard's sessions.
+  absl::flat_hash_map<uint64_t, Waiter> waiters_;
+  absl::flat_hash_map<const net::SmtpSession*, uint64_t> by_session_;
+  std::vector<queue::TicketResult> results_;
+  uint64_t commits_ = 0;
+  uint64_t committed_messages_ = 0;
+};
+
+// Converts what the session accepted into the spool's envelope (moves the strings).
+queue::MessageEnvelope ToEnvelope(net::AcceptedMessage& message);
+
+}  // namespace moat::server
