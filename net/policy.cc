@@ -507,7 +507,8 @@ AddressResolution PolicyEngine::ResolveAddress(std::string_view address,
   std::string channel;
   if (IsLocalDomain(domain, server_ip)) {
     r.address_class = AddressClass::kLocal;
-    channel = settings_.local_transport;
+    channel = settings_.local_transport.empty() ? "local:" + settings_.myhostname
+                                                : settings_.local_transport;
     r.nexthop = std::string(domain);
   } else if (IsVirtualAliasDomain(domain)) {
     r.address_class = AddressClass::kVirtualAlias;

@@ -431,11 +431,19 @@ absl::Status ApplyOwnAddresses(std::vector<std::string>* addresses, std::string_
     }
     bool v6 = false;
     uint8_t bytes[16];
+    std::string lower = Lower(address);
     if (ParseIpAddress(address, &v6, bytes)) {
       addresses->emplace_back(address);
+    } else if (lower == "localhost" || lower == "loopback-only") {
+      addresses->emplace_back("127.0.0.1");
+      addresses->emplace_back("::1");
+    } else if (lower != "all") {
+      // Postfix resolves host names here; moat does no blocking DNS on the control path.
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "\"%s\": write interface addresses, not host names", entry));
     }
-    // "all", "loopback-only" and host names are resolved by the caller (BuildPolicySettings
-    // lists the interface addresses); the request's server address always counts.
+    // "all" is resolved by the caller (BuildPolicySettings lists the interface addresses);
+    // the request's server address always counts.
   }
   return absl::OkStatus();
 }

@@ -145,7 +145,7 @@ struct PolicySettings {
   std::string relayhost;
   std::string relay_transport = "relay";
   std::string default_transport = "smtp";
-  std::string local_transport = "local:localhost";
+  std::string local_transport;  // empty: Postfix's default, "local:$myhostname"
 
   // Restrictions.
   bool delay_reject = true;  // smtpd_delay_reject
