@@ -3,6 +3,7 @@
 #include "queue/message_record.h"
 
 #include "absl/strings/str_format.h"
+
 #include "queue/record.h"
 
 namespace moat::queue {
@@ -10,7 +11,9 @@ namespace {
 
 constexpr uint8_t kPayloadVersion = 1;
 
-void PutU8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
+void PutU8(std::string* out, uint8_t v) {
+  out->push_back(static_cast<char>(v));
+}
 
 void PutU32(std::string* out, uint32_t v) {
   char buf[4];
@@ -117,8 +120,7 @@ void EncodeEnvelope(const MessageEnvelope& e, uint64_t content_bytes, std::strin
   PutU64(out, content_bytes);
 }
 
-absl::StatusOr<MessageEnvelope> DecodeMessage(std::string_view payload,
-                                              std::string_view* content) {
+absl::StatusOr<MessageEnvelope> DecodeMessage(std::string_view payload, std::string_view* content) {
   Reader r(payload);
   MessageEnvelope e;
   uint8_t version = 0;
@@ -177,8 +179,8 @@ absl::StatusOr<OutcomeRecord> DecodeOutcome(std::string_view payload) {
   uint8_t version = 0;
   uint8_t outcome = 0;
   if (!r.U8(&version) || version != kPayloadVersion || !r.U64(&o.message_sequence) ||
-      !r.Str(&o.queue_id) || !r.U32(&o.recipient_index) || !r.U8(&outcome) ||
-      !r.I64(&o.unix_us) || !r.Str(&o.detail) || r.left() != 0) {
+      !r.Str(&o.queue_id) || !r.U32(&o.recipient_index) || !r.U8(&outcome) || !r.I64(&o.unix_us) ||
+      !r.Str(&o.detail) || r.left() != 0) {
     return Truncated("outcome");
   }
   if (outcome < 1 || outcome > 4) {

@@ -61,8 +61,7 @@ void EncodeEnvelope(const MessageEnvelope& envelope, uint64_t content_bytes, std
 
 // Decodes a whole message payload. `content` (if not null) is set to the content bytes inside
 // `payload` (a view: valid as long as `payload` is).
-absl::StatusOr<MessageEnvelope> DecodeMessage(std::string_view payload,
-                                              std::string_view* content);
+absl::StatusOr<MessageEnvelope> DecodeMessage(std::string_view payload, std::string_view* content);
 
 enum class Outcome : uint8_t {
   kDelivered = 1,

@@ -2,6 +2,7 @@
 #include "queue/queue_id.h"
 
 #include "absl/strings/str_format.h"
+
 #include "core/log/assert.h"
 
 namespace moat::queue {
@@ -49,7 +50,9 @@ void QueueIdGenerator::RaiseFloor(uint64_t id) {
   }
 }
 
-std::string FormatQueueId(uint64_t value) { return absl::StrFormat("%016X", value); }
+std::string FormatQueueId(uint64_t value) {
+  return absl::StrFormat("%016X", value);
+}
 
 std::optional<uint64_t> ParseQueueId(std::string_view id) {
   if (id.size() != kQueueIdChars) {

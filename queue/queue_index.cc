@@ -24,9 +24,13 @@ RecipientStatus StatusOf(Outcome outcome) {
 
 }  // namespace
 
-bool IsFinal(RecipientStatus status) { return status != RecipientStatus::kPending; }
+bool IsFinal(RecipientStatus status) {
+  return status != RecipientStatus::kPending;
+}
 
-void QueueIndex::AddSegment(uint64_t segment) { segments_.try_emplace(segment); }
+void QueueIndex::AddSegment(uint64_t segment) {
+  segments_.try_emplace(segment);
+}
 
 bool QueueIndex::Add(QueuedMessage message) {
   auto it = messages_.find(message.envelope.queue_id);
@@ -112,8 +116,8 @@ std::vector<uint64_t> QueueIndex::ReclaimableSegments(uint64_t current_segment) 
   std::vector<uint64_t> out;
   for (uint64_t number : candidates) {
     const SegmentInfo& info = segments_.at(number);
-    bool refs_gone = std::all_of(
-        info.outcome_refs.begin(), info.outcome_refs.end(), [&](uint64_t ref) {
+    bool refs_gone =
+        std::all_of(info.outcome_refs.begin(), info.outcome_refs.end(), [&](uint64_t ref) {
           return ref == number || !segments_.contains(ref) ||
                  std::binary_search(out.begin(), out.end(), ref);
         });

@@ -3,8 +3,9 @@
 
 #include <cstring>
 
-#include "core/log/assert.h"
 #include "xxhash.h"
+
+#include "core/log/assert.h"
 
 namespace moat::queue {
 namespace {

@@ -48,7 +48,7 @@ void EncodeHeader(const RecordHeader& header, uint64_t seed, char out[kHeaderByt
 
 enum class HeaderStatus {
   kOk,
-  kZero,         // 32 zero bytes: preallocated, never written space
+  kZero,  // 32 zero bytes: preallocated, never written space
   kBadMagic,
   kBadChecksum,  // header_check mismatch (or unknown type / reserved bits set)
 };

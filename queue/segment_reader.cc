@@ -11,6 +11,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_format.h"
+
 #include "core/log/log.h"
 
 namespace moat::queue {
@@ -69,8 +70,7 @@ class Mapping {
 // The scan over one mapped segment.
 class Scanner {
  public:
-  Scanner(const char* data, uint64_t size, uint64_t seed)
-      : data_(data), size_(size), seed_(seed) {}
+  Scanner(const char* data, uint64_t size, uint64_t seed) : data_(data), size_(size), seed_(seed) {}
 
   // A whole valid record at `pos` with a sequence above `last_sequence`?
   bool ValidAt(uint64_t pos, uint64_t last_sequence, RecordHeader* header) const {
@@ -168,8 +168,8 @@ absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const Sca
   if (!header_scanner.ValidAt(0, 0, &header) || header.type != RecordType::kSegmentHeader ||
       !DecodeSegmentHeader(std::string_view(data + kHeaderBytes, header.payload_bytes),
                            &result.header)) {
-    absl::Status status = absl::DataLossError(
-        "missing or bad segment header: segment skipped and left in place");
+    absl::Status status =
+        absl::DataLossError("missing or bad segment header: segment skipped and left in place");
     reporter.Corruption(path, 0, size, status);
     return status;
   }
@@ -208,10 +208,10 @@ absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const Sca
     }
     // Torn tail: nothing valid follows.
     result.dropped_bytes = nonzero_end - pos;
-    reporter.Corruption(path, pos, result.dropped_bytes,
-                        absl::DataLossError(options.truncate_torn_tail
-                                                ? "torn tail: dropped, file truncated"
-                                                : "torn tail: ignored"));
+    reporter.Corruption(
+        path, pos, result.dropped_bytes,
+        absl::DataLossError(options.truncate_torn_tail ? "torn tail: dropped, file truncated"
+                                                       : "torn tail: ignored"));
     if (options.truncate_torn_tail) {
       if (ftruncate(fd, static_cast<off_t>(pos)) != 0 || fsync(fd) != 0) {
         return ErrnoStatus("truncate", path, errno);

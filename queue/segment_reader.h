@@ -15,6 +15,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+
 #include "queue/record.h"
 
 namespace moat::queue {
@@ -48,12 +49,12 @@ std::string EncodeSegmentHeader(const SegmentHeaderInfo& info);
 
 struct SegmentScanResult {
   SegmentHeaderInfo header;
-  uint64_t records = 0;         // valid records after the segment header
-  uint64_t end_offset = 0;      // where the valid data ends (aligned)
-  uint64_t skipped_bytes = 0;   // damage skipped in the middle
-  uint64_t dropped_bytes = 0;   // torn tail dropped (non-zero bytes after end_offset)
+  uint64_t records = 0;        // valid records after the segment header
+  uint64_t end_offset = 0;     // where the valid data ends (aligned)
+  uint64_t skipped_bytes = 0;  // damage skipped in the middle
+  uint64_t dropped_bytes = 0;  // torn tail dropped (non-zero bytes after end_offset)
   uint64_t last_sequence = 0;
-  bool truncated = false;       // the file was truncated at end_offset
+  bool truncated = false;  // the file was truncated at end_offset
 };
 
 struct ScanOptions {

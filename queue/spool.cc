@@ -15,9 +15,10 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "xxhash.h"
+
 #include "core/log/assert.h"
 #include "core/log/log.h"
-#include "xxhash.h"
 
 namespace moat::queue {
 namespace {
@@ -44,7 +45,9 @@ bool ParseSegmentName(std::string_view name, uint64_t* number) {
   return true;
 }
 
-int64_t NowUnixMicros() { return absl::ToUnixMicros(absl::Now()); }
+int64_t NowUnixMicros() {
+  return absl::ToUnixMicros(absl::Now());
+}
 
 }  // namespace
 
@@ -84,13 +87,14 @@ std::string Spool::SegmentPath(uint64_t segment) const {
 absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
                                                    Reporter& reporter) {
   if (options.shard >= kShardsMax) {
-    return absl::InvalidArgumentError(absl::StrFormat("spool: shard %d out of range", options.shard));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("spool: shard %d out of range", options.shard));
   }
   if (options.batch_records_max == 0 || 1 + 3 * options.batch_records_max > kIovecsMax) {
     return absl::InvalidArgumentError("spool: batch_records_max out of range");
   }
-  if (options.segment_bytes < 4096) {
-    return absl::InvalidArgumentError("spool: segment_bytes below 4096");
+  if (options.segment_bytes < kSegmentBytesMin) {
+    return absl::InvalidArgumentError("spool: segment_bytes below 1024");
   }
   std::error_code ec;
   bool created = std::filesystem::create_directories(options.directory, ec);
@@ -203,10 +207,9 @@ absl::Status Spool::Recover(Reporter& reporter) {
     recovery_stats_.skipped_bytes += scan->skipped_bytes;
     recovery_stats_.dropped_bytes += scan->dropped_bytes;
   }
-  std::sort(outcomes.begin(), outcomes.end(),
-            [](const JournaledOutcome& a, const JournaledOutcome& b) {
-              return a.sequence < b.sequence;
-            });
+  std::sort(
+      outcomes.begin(), outcomes.end(),
+      [](const JournaledOutcome& a, const JournaledOutcome& b) { return a.sequence < b.sequence; });
   for (const JournaledOutcome& o : outcomes) {
     index_.ApplyOutcome(o.outcome, o.segment);
   }
@@ -221,7 +224,9 @@ absl::Status Spool::Recover(Reporter& reporter) {
   return absl::OkStatus();
 }
 
-std::string Spool::NewQueueId() { return ids_.Next(absl::ToUnixSeconds(absl::Now())); }
+std::string Spool::NewQueueId() {
+  return ids_.Next(absl::ToUnixSeconds(absl::Now()));
+}
 
 Ticket Spool::Stage(MessageEnvelope envelope, std::string_view content) {
   return StageMessage(std::move(envelope), content, nullptr);
@@ -285,7 +290,7 @@ void Spool::CloseSegment() {
 }
 
 absl::StatusOr<int> Spool::CreateSegmentFile(const std::string& path, uint64_t bytes,
-                                              bool preallocate) {
+                                             bool preallocate) {
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::Status(absl::ErrnoToStatusCode(errno),
@@ -407,10 +412,9 @@ const CommitBatch* Spool::PrepareCommit() {
   batch_records_.clear();
   while (!pending_.empty()) {
     uint64_t bytes = RecordBytes(pending_.front().payload_bytes);
-    if (!batch_records_.empty() &&
-        (batch_.offset + batch_.bytes + bytes > options_.segment_bytes ||
-         batch_.bytes + bytes > options_.batch_bytes_max ||
-         batch_records_.size() >= options_.batch_records_max)) {
+    if (!batch_records_.empty() && (batch_.offset + batch_.bytes + bytes > options_.segment_bytes ||
+                                    batch_.bytes + bytes > options_.batch_bytes_max ||
+                                    batch_records_.size() >= options_.batch_records_max)) {
       break;
     }
     batch_records_.push_back(std::move(pending_.front()));
@@ -532,8 +536,7 @@ absl::StatusOr<std::string> Spool::ReadContent(const QueuedMessage& message) con
                                                message.location.offset));
   }
   std::string_view content;
-  if (absl::StatusOr<MessageEnvelope> envelope = DecodeMessage(payload, &content);
-      !envelope.ok()) {
+  if (absl::StatusOr<MessageEnvelope> envelope = DecodeMessage(payload, &content); !envelope.ok()) {
     return envelope.status();
   }
   return std::string(content);

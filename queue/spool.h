@@ -40,6 +40,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+
 #include "queue/message_record.h"
 #include "queue/queue_id.h"
 #include "queue/queue_index.h"
@@ -49,7 +50,8 @@
 namespace moat::queue {
 
 struct SpoolOptions {
-  std::string directory;  // this shard's directory, queue_directory/spool/<shard>; created if absent
+  std::string
+      directory;  // this shard's directory, queue_directory/spool/<shard>; created if absent
   uint32_t shard = 0;
   uint64_t segment_bytes = uint64_t{64} << 20;  // soft limit, FORMAT.md "Files"
   bool preallocate = true;                      // fallocate new segments to segment_bytes
@@ -87,6 +89,7 @@ struct CommitBatch {
 // A batch holds at most 1 + 3 * batch_records_max iovecs (segment header; per record: header and
 // envelope, content, padding), kept under IOV_MAX.
 inline constexpr size_t kIovecsMax = 1024;
+inline constexpr uint64_t kSegmentBytesMin = 1024;
 
 struct RecoveryStats {
   uint64_t segments = 0;

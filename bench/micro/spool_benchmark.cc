@@ -24,6 +24,7 @@
 
 #include "absl/strings/str_format.h"
 #include "benchmark/benchmark.h"
+
 #include "queue/blocking_committer.h"
 #include "queue/message_record.h"
 #include "queue/record.h"
@@ -99,9 +100,9 @@ void BM_Spool_FrameRecord(benchmark::State& state) {
     head.clear();
     EncodeEnvelope(e, content.size(), &head);
     uint64_t check = PayloadChecksum(head, 7) ^ PayloadChecksum(content, 7);
-    EncodeHeader({RecordType::kMessage, static_cast<uint32_t>(head.size() + content.size()),
-                  seq++, check},
-                 7, header);
+    EncodeHeader(
+        {RecordType::kMessage, static_cast<uint32_t>(head.size() + content.size()), seq++, check},
+        7, header);
     benchmark::DoNotOptimize(header);
   }
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(content.size()));

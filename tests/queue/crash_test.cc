@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+
 #include "queue/blocking_committer.h"
 #include "queue/spool.h"
 #include "tests/queue/spool_test_util.h"
@@ -83,7 +84,7 @@ TEST(CrashTest, EveryAcknowledgedMessageSurvivesSigkill) {
   SpoolOptions options;
   options.directory = dir.path() + "/spool/2";
   options.shard = 2;
-  options.segment_bytes = 512 * 1024;  // several segments per round
+  options.segment_bytes = 512 * 1024;                   // several segments per round
   absl::flat_hash_map<std::string, std::string> acked;  // queue ID -> Message-ID
   std::mt19937 rng(4242);
   constexpr int kRounds = 4;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+
 #include "queue/message_record.h"
 #include "tests/queue/spool_test_util.h"
 
@@ -98,8 +99,8 @@ TEST(MessageRecordTest, HugeRecipientCountIsRejected) {
 }
 
 TEST(MessageRecordTest, OutcomeRoundTrip) {
-  OutcomeRecord in{77, "0123456789ABCDEF", 3, Outcome::kBounced, 1700000000000001,
-                   "550 5.1.1 user unknown"};
+  OutcomeRecord in{
+      77, "0123456789ABCDEF", 3, Outcome::kBounced, 1700000000000001, "550 5.1.1 user unknown"};
   std::string payload;
   EncodeOutcome(in, &payload);
   absl::StatusOr<OutcomeRecord> out = DecodeOutcome(payload);

@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "gtest/gtest.h"
+
 #include "queue/blocking_committer.h"
 #include "queue/record.h"
 #include "queue/spool.h"
@@ -145,8 +146,10 @@ TEST_F(RecoveryTest, TornTailIsExactlyWhenThePayloadIsIncomplete) {
   const Sent& last = sent.back();
   std::string envelope;
   EncodeEnvelope(MakeEnvelope(last.id), last.content.size(), &envelope);
-  uint64_t payload_end = last.location.offset + kHeaderBytes + envelope.size() + last.content.size();
-  ASSERT_EQ(last.location.record_bytes, RecordBytes(payload_end - last.location.offset - kHeaderBytes));
+  uint64_t payload_end =
+      last.location.offset + kHeaderBytes + envelope.size() + last.content.size();
+  ASSERT_EQ(last.location.record_bytes,
+            RecordBytes(payload_end - last.location.offset - kHeaderBytes));
   std::string path = SegmentPath(options, last.location.segment);
   const std::string original = ReadAll(path);
   for (uint64_t cut : {payload_end - 1, payload_end}) {
@@ -291,8 +294,8 @@ class ForgetfulDisk {
         left -= iov[count].iov_len;
         ++count;
       }
-      ssize_t n = pwritev(rest.fd, iov.data(), static_cast<int>(count),
-                          static_cast<off_t>(rest.offset));
+      ssize_t n =
+          pwritev(rest.fd, iov.data(), static_cast<int>(count), static_cast<off_t>(rest.offset));
       if (n <= 0) {
         return -EIO;
       }

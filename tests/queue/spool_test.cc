@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+
 #include "queue/blocking_committer.h"
 #include "tests/queue/spool_test_util.h"
 #include "tests/testing/testing.h"
@@ -288,8 +289,7 @@ TEST_F(SpoolTest, SegmentsRollOverAndOversizedMessagesGetTheirOwnSegment) {
         // Alone in its segment: right after the segment header, and nothing follows it.
         EXPECT_LT(m->location.offset, 128u) << i;
         if (i + 1 < 30) {
-          EXPECT_NE(spool->index().Find(sent[i + 1].first)->location.segment,
-                    m->location.segment);
+          EXPECT_NE(spool->index().Find(sent[i + 1].first)->location.segment, m->location.segment);
         }
       }
     }
@@ -429,7 +429,8 @@ TEST_F(SpoolTest, SpareSegmentIsUsedWhenTheSegmentFillsUp) {
   EXPECT_FALSE(spool->WantsSpareSegment()) << "one request at a time";
   EXPECT_GT(request.number, spool->current_segment());
   // The blocking part, as the control thread would run it.
-  absl::StatusOr<int> fd = Spool::CreateSegmentFile(request.path, request.bytes, request.preallocate);
+  absl::StatusOr<int> fd =
+      Spool::CreateSegmentFile(request.path, request.bytes, request.preallocate);
   ASSERT_TRUE(fd.ok()) << fd.status();
   spool->AdoptSpareSegment(request.number, fd);
   EXPECT_FALSE(spool->WantsSpareSegment()) << "a spare is ready";

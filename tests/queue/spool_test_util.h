@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+
 #include "queue/message_record.h"
 #include "queue/segment_reader.h"
 
@@ -61,9 +62,11 @@ inline MessageEnvelope MakeEnvelope(const std::string& queue_id, int recipients 
 
 // A content with a Received: header, a Message-ID and `body_bytes` of body lines.
 inline std::string MakeContent(const std::string& message_id, size_t body_bytes) {
-  std::string s = "Received: from mail.example.net (mail.example.net [192.0.2.7])\r\n"
-                  "\tby mx.example.com (moat) with ESMTPS id X\r\n"
-                  "Message-ID: <" + message_id + ">\r\nSubject: test\r\n\r\n";
+  std::string s =
+      "Received: from mail.example.net (mail.example.net [192.0.2.7])\r\n"
+      "\tby mx.example.com (moat) with ESMTPS id X\r\n"
+      "Message-ID: <" +
+      message_id + ">\r\nSubject: test\r\n\r\n";
   size_t line = 0;
   while (s.size() < body_bytes) {
     s += absl::StrFormat("line %d of %s: the quick brown fox\r\n", line++, message_id);
