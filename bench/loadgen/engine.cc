@@ -52,6 +52,7 @@ constexpr int kFileSlots = 256;
 constexpr uint64_t kTickNs = 100'000'000;      // 100 ms
 constexpr uint64_t kScheduleMinNs = 50'000;    // open-loop timer granularity floor
 constexpr uint64_t kSinkGraceNs = 5'000'000'000;  // after --messages: let clients QUIT
+constexpr uint64_t kRunGraceNs = 3'000'000'000;   // run: let the relay's cached connections QUIT
 constexpr uint64_t kScratchWrapBytes = uint64_t{256} << 20;
 
 __kernel_timespec ToTimespec(uint64_t ns) {
@@ -1087,9 +1088,18 @@ bool Engine::Finished() {
     if (!send_done) {
       return false;
     }
-    // Wait for the relay to deliver what it accepted, at most --drain-timeout.
-    return (sink_.messages >= send_.accepted && jobs_in_flight_ == 0) ||
-           now - send_done_ns_ >= SecondsToNs(options_.drain_s);
+    // Wait for the relay to deliver what it accepted, at most --drain-timeout; then let the
+    // relay read its last 250 and close (it would defer, and later duplicate, a message whose
+    // reply it never saw), within a grace period.
+    if (sink_limit_reached_ns_ == 0) {
+      if ((sink_.messages >= send_.accepted && jobs_in_flight_ == 0) ||
+          now - send_done_ns_ >= SecondsToNs(options_.drain_s)) {
+        sink_limit_reached_ns_ = now;
+        StopAccepting();
+      }
+      return false;
+    }
+    return servers_ == 0 || now - sink_limit_reached_ns_ >= kRunGraceNs;
   }
   if (stopping_) {
     return jobs_in_flight_ == 0 || now >= deadline_ns_ + kSinkGraceNs;
