@@ -113,7 +113,6 @@ class Config::Loader {
     for (const ParamSpec& spec : Registry()) {
       config->values_[spec.name] = BuildValue(spec);
     }
-    CheckCombinations(*config);
     LoadResult result;
     diagnostics_.SortByLine(file_);
     result.diagnostics = std::move(diagnostics_);
@@ -408,18 +407,6 @@ class Config::Loader {
                            absl::StrFormat("%s: \"proxy:\" is ignored (moat reads tables "
                                            "directly); warned once",
                                            name));
-    }
-  }
-
-  void CheckCombinations(const Config& config) {
-    const Value& style = config.values_.at("mynetworks_style");
-    if (style.set && !config.values_.at("mynetworks").set &&
-        !absl::EqualsIgnoreCase(AV(style.expanded), "host")) {
-      diagnostics_.Warning(file_, style.line,
-                           absl::StrFormat("mynetworks_style = %s is not implemented: without "
-                                           "mynetworks, moat trusts only 127.0.0.0/8 and "
-                                           "[::1]/128; set mynetworks",
-                                           style.expanded));
     }
   }
 

@@ -57,8 +57,8 @@ constexpr ParamSpec kParams[] = {
     {"mydomain", T::kString, "", 's', 0, "", "computed at load: $myhostname minus its first label"},
     {"myhostname", T::kString, "", 's', 0, "", "computed at load: the FQDN from gethostname()"},
     {"mynetworks", T::kAddressList, "127.0.0.0/8 [::1]/128", 's', 0, "",
-     "Postfix derives it from mynetworks_style and the interfaces; moat trusts the local host "
-     "only"},
+     "Postfix derives it from mynetworks_style and the interfaces; moat's default trusts the "
+     "local host only (with mynetworks_style set, net/policy_config.cc derives it as Postfix)"},
     {"mynetworks_style", T::kString, "host", 's', 0, "host|subnet|class",
      "Postfix 3.7 at compatibility_level >= 2"},
     {"myorigin", T::kString, "$myhostname"},

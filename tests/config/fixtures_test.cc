@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
-#include <regex>
+#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -36,11 +36,18 @@ void CopyFixture(const std::string& name, const testing::TempDir& dir) {
     dir.Write(fs::relative(entry.path(), root).string(), text);
   }
   std::string main_cf = testing::ReadFile(dir.path() + "/main.cf");
-  std::regex compiled("(?:hash|btree|cdb|lmdb):(/[^\\s,]+)");
-  for (std::sregex_iterator it(main_cf.begin(), main_cf.end(), compiled), end; it != end; ++it) {
-    std::string source = (*it)[1].str();
-    ASSERT_EQ(source.rfind(dir.path(), 0), 0u) << source;
-    dir.Write(source.substr(dir.path().size() + 1) + ".moat", "");
+  for (std::string type : {"hash:", "btree:", "cdb:", "lmdb:"}) {
+    for (size_t at = main_cf.find(type); at != std::string::npos; at = main_cf.find(type, at + 1)) {
+      bool word_start = at == 0 || !std::isalpha(static_cast<unsigned char>(main_cf[at - 1]));
+      size_t start = at + type.size();
+      if (!word_start || start >= main_cf.size() || main_cf[start] != '/') {
+        continue;  // e.g. texthash:
+      }
+      size_t end = main_cf.find_first_of(" \t\n,", start);
+      std::string source = main_cf.substr(start, end == std::string::npos ? end : end - start);
+      ASSERT_EQ(source.rfind(dir.path(), 0), 0u) << source;
+      dir.Write(source.substr(dir.path().size() + 1) + ".moat", "");
+    }
   }
 }
 
@@ -52,14 +59,16 @@ struct Outcome {
 
 Outcome Classify(const Diagnostics& diagnostics) {
   Outcome out;
-  std::regex unimplemented("parameter (\\S+) is a Postfix parameter that moat does not implement; "
-                           "ignored");
+  const std::string kPrefix = "parameter ";
+  const std::string kSuffix = " is a Postfix parameter that moat does not implement; ignored";
   for (const Diagnostic& d : diagnostics.items()) {
-    std::smatch m;
+    const std::string& m = d.message;
     if (d.IsError()) {
       out.errors.push_back(d.ToString());
-    } else if (std::regex_search(d.message, m, unimplemented)) {
-      out.unimplemented.insert(m[1].str());
+    } else if (m.rfind(kPrefix, 0) == 0 && m.size() > kPrefix.size() + kSuffix.size() &&
+               m.compare(m.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0) {
+      out.unimplemented.insert(
+          m.substr(kPrefix.size(), m.size() - kPrefix.size() - kSuffix.size()));
     } else {
       out.other_warnings.push_back(d.ToString());
     }
