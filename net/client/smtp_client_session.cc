@@ -16,6 +16,10 @@ Outcome OutcomeForClass(int reply_class) {
   return reply_class == 5 ? Outcome::kBounced : Outcome::kDeferred;
 }
 
+// A reply as it goes into results and log lines: printable and bounded (the server
+// controls it).
+std::string Quoted(const Reply& reply) { return Printable(reply.Text(), kReplyLineBytesMax); }
+
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return absl::EqualsIgnoreCase(absl::string_view(a.data(), a.size()),
                                 absl::string_view(b.data(), b.size()));
@@ -173,8 +177,8 @@ void SmtpClientSession::OnData(std::string_view bytes) {
         const std::string where = Where();
         FailPending(Outcome::kDeferred, "4.5.0",
                     absl::StrFormat("unexpected reply from %s while %s: %s", NameAddr(), where,
-                                    Printable(reply.Text())),
-                    reply.Text(), true);
+                                    Quoted(reply)),
+                    Quoted(reply), true);
         transaction_done_ = true;
       }
       reusable_ = false;
@@ -235,8 +239,8 @@ void SmtpClientSession::HandleGreeting(const Reply& reply) {
     return;
   }
   FailPending(OutcomeForClass(reply.Class()), reply.Dsn(),
-              absl::StrFormat("host %s refused to talk to me: %s", NameAddr(), reply.Text()),
-              reply.Text(), true);
+              absl::StrFormat("host %s refused to talk to me: %s", NameAddr(), Quoted(reply)),
+              Quoted(reply), true);
   transaction_done_ = true;
   reusable_ = false;
 }
@@ -249,8 +253,8 @@ void SmtpClientSession::HandleEhlo(const Reply& reply) {
   }
   if (reply.code == 421) {
     FailPending(Outcome::kDeferred, reply.Dsn(),
-                absl::StrFormat("host %s refused to talk to me: %s", NameAddr(), reply.Text()),
-                reply.Text(), true);
+                absl::StrFormat("host %s refused to talk to me: %s", NameAddr(), Quoted(reply)),
+                Quoted(reply), true);
     transaction_done_ = true;
     return;
   }
@@ -264,8 +268,8 @@ void SmtpClientSession::HandleHelo(const Reply& reply) {
     return;
   }
   FailPending(OutcomeForClass(reply.Class()), reply.Dsn(),
-              absl::StrFormat("host %s refused to talk to me: %s", NameAddr(), reply.Text()),
-              reply.Text(), true);
+              absl::StrFormat("host %s refused to talk to me: %s", NameAddr(), Quoted(reply)),
+              Quoted(reply), true);
   transaction_done_ = true;
   reusable_ = false;
 }
@@ -411,7 +415,7 @@ void SmtpClientSession::HandleRset(const Reply& reply) {
   }
   // The connection is in an unknown state: give the transaction back, close.
   FailPending(Outcome::kDeferred, reply.Class() == 5 ? "4.0.0" : reply.Dsn(),
-              SaidText(reply, "RSET"), reply.Text(), true);
+              SaidText(reply, "RSET"), Quoted(reply), true);
   transaction_done_ = true;
   reusable_ = false;
   expect_.clear();
@@ -424,7 +428,7 @@ void SmtpClientSession::HandleMail(const Reply& reply) {
     return;
   }
   FailPending(OutcomeForClass(reply.Class()), reply.Dsn(), SaidText(reply, "MAIL FROM"),
-              reply.Text(), false);
+              Quoted(reply), false);
   unsent_.clear();  // lock-step: no RCPT, no DATA
 }
 
@@ -442,7 +446,7 @@ void SmtpClientSession::HandleRcpt(const Reply& reply, int recipient) {
   r.outcome = OutcomeForClass(reply.Class());
   r.dsn = reply.Dsn();
   r.reason = SaidText(reply, "RCPT TO");
-  r.reply = reply.Text();
+  r.reply = Quoted(reply);
 }
 
 void SmtpClientSession::HandleData(const Reply& reply) {
@@ -501,7 +505,7 @@ void SmtpClientSession::HandleDot(const Reply& reply) {
   }
   for (size_t i = 0; i < results_.size(); ++i) {
     if (rcpt_accepted_[i] && results_[i].outcome == Outcome::kPending) {
-      results_[i] = RecipientResult{Outcome::kSent, reply.Dsn(), reply.Text(), reply.Text(),
+      results_[i] = RecipientResult{Outcome::kSent, reply.Dsn(), Quoted(reply), Quoted(reply),
                                     false};
     }
   }
@@ -511,7 +515,7 @@ void SmtpClientSession::FailAccepted(const Reply& reply, std::string_view comman
   for (size_t i = 0; i < results_.size(); ++i) {
     if (rcpt_accepted_[i] && results_[i].outcome == Outcome::kPending) {
       results_[i] = RecipientResult{OutcomeForClass(reply.Class()), reply.Dsn(),
-                                    SaidText(reply, command), reply.Text(), false};
+                                    SaidText(reply, command), Quoted(reply), false};
     }
   }
 }
@@ -698,7 +702,7 @@ std::string SmtpClientSession::Where() const {
 
 std::string SmtpClientSession::SaidText(const Reply& reply, std::string_view command) const {
   return absl::StrFormat("host %s said: %s (in reply to %s command)", NameAddr(),
-                         Printable(reply.Text(), kReplyLineBytesMax), command);
+                         Quoted(reply), command);
 }
 
 }  // namespace moat::client

@@ -505,6 +505,17 @@ TEST(SmtpClientSessionTest, GarbageRepliesDeferAndClose) {
   }
 }
 
+TEST(SmtpClientSessionTest, ServerTextIsMadePrintableBeforeItReachesResults) {
+  SmtpClientSession s(Server());
+  Handshake(s, Tx({"a@d"}), kEhloFull);
+  Feed(s, "250 ok\r\n550 5.1.1 bad\rX-Injected: \x01\xff\r\n354 go\r\n");
+  ASSERT_FALSE(s.WantsBody());
+  Feed(s, "554 no valid recipients\r\n");
+  ASSERT_TRUE(s.TransactionDone());
+  EXPECT_EQ(s.results()[0].reply, "550 5.1.1 bad?X-Injected: ??");
+  EXPECT_EQ(s.results()[0].reason.find('\r'), std::string::npos);
+}
+
 TEST(SmtpClientSessionTest, UnsolicitedReplyDuringBodyDefersAndCloses) {
   SmtpClientSession s(Server());
   Handshake(s, Tx({"a@d"}), kEhloFull);
