@@ -590,6 +590,30 @@ std::optional<Scheduler::MessageView> Scheduler::Find(const std::string& id) con
                      pending};
 }
 
+std::vector<Scheduler::ListedMessage> Scheduler::List() const {
+  std::vector<ListedMessage> out;
+  out.reserve(messages_.size());
+  for (const auto& [id, m] : messages_) {
+    if (m->delete_requested) {
+      continue;
+    }
+    ListedMessage l{id, m->spec.sender, m->spec.arrival, m->where,
+                    m->where == Where::kDeferred ? m->next_attempt : absl::InfinitePast(), {}};
+    for (size_t i = 0; i < m->state.size(); ++i) {
+      if (m->state[i] != RecipientState::kDone) {
+        const QueuedRecipient& r = m->spec.recipients[i];
+        l.pending.push_back(
+            FinalRecipient{static_cast<int>(i), r.address, r.notify, r.orcpt, m->last[i]});
+      }
+    }
+    out.push_back(std::move(l));
+  }
+  std::sort(out.begin(), out.end(), [](const ListedMessage& a, const ListedMessage& b) {
+    return a.arrival != b.arrival ? a.arrival < b.arrival : a.id < b.id;
+  });
+  return out;
+}
+
 size_t Scheduler::held_count() const {
   return static_cast<size_t>(std::count_if(messages_.begin(), messages_.end(), [](const auto& kv) {
     return kv.second->where == Where::kHeld;

@@ -211,6 +211,17 @@ class Scheduler {
     int pending_recipients;
   };
   std::optional<MessageView> Find(const std::string& id) const;
+  // moat queue list: every message (oldest arrival first) with its recipients still to
+  // deliver and their last result (empty reason before the first attempt).
+  struct ListedMessage {
+    std::string id;
+    std::string sender;
+    absl::Time arrival;
+    Where where;
+    absl::Time next_attempt;  // kDeferred only
+    std::vector<FinalRecipient> pending;
+  };
+  std::vector<ListedMessage> List() const;
   size_t incoming_count() const { return incoming_.size(); }
   size_t active_count() const { return active_count_; }
   size_t deferred_count() const { return deferred_.size(); }

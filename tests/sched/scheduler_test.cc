@@ -419,6 +419,33 @@ TEST(SchedulerTest, SuccessNotificationOnlyWhenTheNextHopDidNotTakeNotify) {
   EXPECT_EQ(d[0].action, DsnAction::kRelayed);
 }
 
+TEST(SchedulerTest, ListShowsPendingRecipientsWithTheirLastReason) {
+  SchedulerConfig c;
+  c.queue_run_delay = absl::Seconds(1);
+  Scheduler s(c);
+  ASSERT_TRUE(s.Enqueue(Msg("M2", {Rcpt("a@d"), Rcpt("b@d")}, kT0 + absl::Seconds(5)),
+                        kT0 + absl::Seconds(5))
+                  .ok());
+  ASSERT_TRUE(s.Enqueue(Msg("M1", {Rcpt("c@d")}), kT0 + absl::Seconds(5)).ok());
+  for (const Job& j : Drain(s, kT0 + absl::Seconds(5))) {
+    if (j.message_id == "M2") {
+      s.OnResult(j.id, {Sent(), Deferred()}, kT0 + absl::Seconds(6));
+    }
+  }
+  auto list = s.List();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].id, "M1");  // oldest first
+  EXPECT_EQ(list[0].where, Scheduler::Where::kActive);
+  ASSERT_EQ(list[0].pending.size(), 1u);
+  EXPECT_EQ(list[0].pending[0].result.reason, "");
+  EXPECT_EQ(list[1].id, "M2");
+  EXPECT_EQ(list[1].where, Scheduler::Where::kDeferred);
+  EXPECT_EQ(list[1].next_attempt, kT0 + absl::Seconds(306));
+  ASSERT_EQ(list[1].pending.size(), 1u);
+  EXPECT_EQ(list[1].pending[0].address, "b@d");
+  EXPECT_EQ(list[1].pending[0].result.dsn, "4.2.0");
+}
+
 TEST(SchedulerTest, RoundRobinAcrossDestinations) {
   SchedulerConfig c;
   c.default_destination_concurrency_limit = 100;
