@@ -65,6 +65,11 @@ absl::StatusOr<std::unique_ptr<CompiledMap>> CompiledMap::Open(const std::string
   if (absl::Status s = map->Validate(path, options.verify_index); !s.ok()) {
     return s;
   }
+  if (!options.populate) {
+    // Start asynchronous readahead of pages not yet cached, so that shard threads later
+    // take minor faults at most (see README.md, "Page faults"). Advice only: errors ignored.
+    madvise(base, bytes, MADV_WILLNEED);
+  }
   return map;
 }
 

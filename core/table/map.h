@@ -56,7 +56,9 @@ struct OpenOptions {
   // 10 M rows; it also faults the index in). Off: O(1) open, header checks only.
   bool verify_index = true;
   // Map compiled files with MAP_POPULATE: every page is faulted in at open (on the control
-  // thread) so lookups on shard threads never wait for disk.
+  // thread) so lookups on shard threads never wait for disk nor fault. Off: the open only
+  // asks the kernel for asynchronous readahead (MADV_WILLNEED); lookups may take minor
+  // faults, and major ones only while that readahead of a cold file is still running.
   bool populate = false;
   // Warn (moat::log) when the source FILE is newer than FILE.moat, as Postfix does.
   bool warn_if_source_newer = true;

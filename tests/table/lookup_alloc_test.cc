@@ -16,6 +16,10 @@ namespace {
 std::atomic<long> g_allocations{0};
 }  // namespace
 
+// g++ 12 sees the replacement operator delete inlined after operator new and flags
+// free() of "new" memory; both replacements use malloc/free, so the pairing is right.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n == 0 ? 1 : n)) {
