@@ -104,7 +104,8 @@ struct ClientConn final : Conn, ClientListener {
   ClientSession session;
   ClientMessage message;
   uint64_t intended_ns = 0;
-  uint32_t transactions = 0;
+  uint32_t transactions = 0;  // finished
+  uint32_t begun = 0;         // started (counts against --msgs-per-conn)
   bool connected = false;
   bool idle = false;  // in the engine's idle_ list
   Op connect_op{OpKind::kConnect, this};
@@ -355,6 +356,7 @@ void Engine::StartClient() {
   conns_.push_back(c);
   ++clients_;
   ++send_.connections;
+  capacity_ += options_.msgs_per_conn;
   const Endpoint& ep = options_.server;
   c->fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   c->deadline_ns = MonotonicNs() + SecondsToNs(options_.timeout_s);
@@ -562,8 +564,23 @@ void Engine::MaybeFree(Conn* c) {
   delete c;
 }
 
+bool Engine::NeedNewClient() const {
+  if (!WorkRemaining()) {
+    return false;
+  }
+  if (options_.rate > 0 || options_.messages == 0 || options_.msgs_per_conn == 0) {
+    return true;
+  }
+  // Closed loop with a budget: only when the live sessions cannot carry the rest, so a run
+  // uses exactly ceil(messages / msgs-per-conn) connections when nothing fails.
+  return options_.messages - send_.attempted > capacity_;
+}
+
 void Engine::OnClientClosed(ClientConn* c) {
   --clients_;
+  if (options_.msgs_per_conn != 0) {
+    capacity_ -= options_.msgs_per_conn - std::min(c->begun, options_.msgs_per_conn);
+  }
   if (c->idle) {
     idle_.erase(std::find(idle_.begin(), idle_.end(), c));
   }
@@ -571,7 +588,7 @@ void Engine::OnClientClosed(ClientConn* c) {
   if (failed && c->transactions == 0) {
     FailAttempt();  // bound the run even when the server never answers
   }
-  if (stopping_ || !WorkRemaining()) {
+  if (stopping_ || !NeedNewClient()) {
     return;
   }
   if (failed) {
@@ -678,7 +695,7 @@ void Engine::OnClientReady(ClientConn* c) {
     return;
   }
   const bool conn_full =
-      options_.msgs_per_conn != 0 && c->transactions >= options_.msgs_per_conn;
+      options_.msgs_per_conn != 0 && c->begun >= options_.msgs_per_conn;
   uint64_t intended = 0;
   if (!conn_full && TakeWork(&intended)) {
     BeginTransaction(c, intended);
@@ -700,6 +717,10 @@ void Engine::OnClientReady(ClientConn* c) {
 
 void Engine::BeginTransaction(ClientConn* c, uint64_t intended_ns) {
   ++send_.attempted;
+  ++c->begun;
+  if (options_.msgs_per_conn != 0) {
+    --capacity_;
+  }
   c->intended_ns = intended_ns;
   ClientMessage& m = c->message;
   m.rcpts.clear();
@@ -1026,7 +1047,7 @@ void Engine::OnTick() {
   }
   while (reconnects_due_ > 0) {
     --reconnects_due_;
-    if (!stopping_ && WorkRemaining()) {
+    if (!stopping_ && NeedNewClient()) {
       StartClient();
     }
   }

@@ -99,6 +99,7 @@ class Engine {
 
   // Sender work.
   bool WorkRemaining() const;
+  bool NeedNewClient() const;
   bool TakeWork(uint64_t* intended_ns);
   void BeginTransaction(ClientConn* c, uint64_t intended_ns);
   void FailAttempt();
@@ -134,6 +135,7 @@ class Engine {
   uint32_t clients_ = 0;           // live client connections
   uint32_t reconnects_due_ = 0;    // sessions to restart at the next tick (after a failure)
   uint64_t connections_started_ = 0;
+  uint64_t capacity_ = 0;          // transactions the live sessions may still begin
   uint64_t released_ = 0;          // open loop: transactions made due so far
   std::deque<uint64_t> due_;       // open loop: intended start times waiting for a session
   std::vector<ClientConn*> idle_;  // open loop: greeted sessions without work
