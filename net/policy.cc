@@ -271,7 +271,10 @@ struct PolicyEngine::Evaluation {
   bool has_helo = false;
   bool has_sender = false;
   bool has_recipient = false;
-  std::string client_namaddr;  // "name[ip]"
+  std::string client_namaddr;  // "name[ip]", filled on first use (ClientNamaddr)
+  // The recipient's resolution, computed once per Check (several restrictions need it).
+  std::optional<AddressResolution> recipient_resolution;
+  AddressResolution scratch_resolution;
   int recursion = 0;
   bool recipient_maps_checked = false;
   bool sender_maps_checked = false;
@@ -281,6 +284,8 @@ struct PolicyEngine::Evaluation {
 };
 
 namespace {
+
+const std::string& ClientNamaddr(PolicyEngine::Evaluation& eval);
 
 // smtpd_check_reject(): validates and normalizes the reply, then stores it.
 void SetReject(PolicyDecision* out, int code, std::string_view dsn, std::string text) {
@@ -309,6 +314,32 @@ void SetReject(PolicyDecision* out, int code, std::string_view dsn, std::string 
 }
 
 }  // namespace
+
+namespace {
+
+const std::string& ClientNamaddr(PolicyEngine::Evaluation& eval) {
+  if (eval.client_namaddr.empty()) {
+    std::string_view name = eval.request.client_name;
+    eval.client_namaddr = absl::StrFormat(
+        "%s[%s]", name.empty() ? std::string_view("unknown") : name, eval.request.client_ip);
+  }
+  return eval.client_namaddr;
+}
+
+}  // namespace
+
+const AddressResolution& PolicyEngine::ResolveForCheck(Evaluation& eval,
+                                                       std::string_view address) const {
+  const PolicyRequest& q = eval.request;
+  if (address.data() == q.recipient.data() && address.size() == q.recipient.size()) {
+    if (!eval.recipient_resolution.has_value()) {
+      eval.recipient_resolution = ResolveAddress(address, q.server_ip);
+    }
+    return *eval.recipient_resolution;
+  }
+  eval.scratch_resolution = ResolveAddress(address, q.server_ip);
+  return eval.scratch_resolution;
+}
 
 PolicyEngine::PolicyEngine(PolicySettings settings) : settings_(std::move(settings)) {}
 PolicyEngine::~PolicyEngine() = default;
@@ -451,9 +482,8 @@ namespace {
 // string_list_match(): exact names (no parent magic) and exact table keys.
 bool MatchStringList(const DomainList& list, std::string_view name) {
   for (const DomainList::Entry& e : list.entries) {
-    bool match = e.table != nullptr
-                     ? table::FindKey(table::MapList({e.table}), name).has_value()
-                     : e.pattern == name;
+    bool match = e.table != nullptr ? table::FindKey(e.tables, name).has_value()
+                                    : e.pattern == name;
     if (match) {
       return !e.negate;
     }
@@ -746,7 +776,7 @@ PolicyEngine::Status PolicyEngine::CheckAccess(Evaluation& eval, const CompiledR
       // (even DUNNO) ends the search (Postfix's check_namadr_access).
       if (auto m = table::FindClient(tables, q.client_ip, q.client_name,
                                      settings_.access_maps_parent_match)) {
-        return TableResult(eval, table, m->value, eval.client_namaddr, kClientClass);
+        return TableResult(eval, table, m->value, ClientNamaddr(eval), kClientClass);
       }
       return Status::kDunno;
     case kHeloClass:
@@ -772,16 +802,17 @@ PolicyEngine::Status PolicyEngine::CheckAccess(Evaluation& eval, const CompiledR
         }
         return Status::kDunno;
       }
-      AddressResolution resolved = ResolveAddress(address, q.server_ip);
+      const AddressResolution& resolved = ResolveForCheck(eval, address);
       std::optional<table::Match> m =
           table::FindAccessAddress(tables, resolved.address, settings_.recipient_delimiter,
                                    settings_.access_maps_parent_match);
       if (!m.has_value()) {
         return Status::kDunno;
       }
+      bool routed = resolved.routed;
       Status status = TableResult(eval, table, m->value, address, access_class);
       // A source-routed recipient is too suspicious for an OK.
-      if (status == Status::kOk && !sender && resolved.routed) {
+      if (status == Status::kOk && !sender && routed) {
         return Status::kDunno;
       }
       return status;
@@ -880,8 +911,8 @@ PolicyEngine::Status PolicyEngine::TableResult(Evaluation& eval, const table::Ma
   return RunList(eval, list, reply_name, reply_class);
 }
 
-bool PolicyEngine::PermitAuthDestination(const Evaluation& eval) const {
-  AddressResolution r = ResolveAddress(eval.request.recipient, eval.request.server_ip);
+bool PolicyEngine::PermitAuthDestination(Evaluation& eval) const {
+  const AddressResolution& r = ResolveForCheck(eval, eval.request.recipient);
   if (r.routed) {
     return false;
   }
@@ -905,7 +936,7 @@ PolicyEngine::Status PolicyEngine::CheckRecipientMaps(Evaluation& eval,
   const PolicyRequest& q = eval.request;
   bool sender = reply_class == kSenderClass;
   std::string_view class_name = kReplyClassNames[reply_class];
-  AddressResolution r = ResolveAddress(address, q.server_ip);
+  const AddressResolution& r = ResolveForCheck(eval, address);
   // Postfix's mail_addr_find() default order for every recipient table: user+ext@domain,
   // user@domain, user+ext and user (local domains only), @domain. core/table's
   // FindVirtualAlias() is exactly that order.
@@ -955,7 +986,10 @@ PolicyEngine::Status PolicyEngine::CheckRecipientMaps(Evaluation& eval,
 }
 
 PolicyEngine::Status PolicyEngine::RunClient(Evaluation& eval) const {
-  return RunList(eval, client_, eval.client_namaddr, kClientClass);
+  if (client_.empty()) {
+    return Status::kDunno;
+  }
+  return RunList(eval, client_, ClientNamaddr(eval), kClientClass);
 }
 
 PolicyEngine::Status PolicyEngine::RunHelo(Evaluation& eval) const {
@@ -1021,9 +1055,6 @@ PolicyDecision PolicyEngine::Check(const PolicyRequest& request) {
   eval.has_helo = !request.helo_name.empty();
   eval.has_sender = request.stage >= PolicyStage::kMail;
   eval.has_recipient = request.stage == PolicyStage::kRcpt;
-  eval.client_namaddr = absl::StrFormat(
-      "%s[%s]", request.client_name.empty() ? std::string_view("unknown") : request.client_name,
-      request.client_ip);
   Status status = Status::kDunno;
   switch (request.stage) {
     case PolicyStage::kConnect:

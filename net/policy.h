@@ -90,7 +90,8 @@ class PolicyEngine final : public Policy {
   Status CheckRecipientMaps(Evaluation& eval, std::string_view address,
                             int reply_class) const;
   Status RejectUnauthDestination(Evaluation& eval, int code, std::string_view dsn) const;
-  bool PermitAuthDestination(const Evaluation& eval) const;
+  bool PermitAuthDestination(Evaluation& eval) const;
+  const AddressResolution& ResolveForCheck(Evaluation& eval, std::string_view address) const;
   Status RunClient(Evaluation& eval) const;
   Status RunHelo(Evaluation& eval) const;
   Status RunSender(Evaluation& eval) const;

@@ -92,8 +92,8 @@ bool MatchHostPattern(std::string_view name, std::string_view pattern, bool pare
 }
 
 // match_hostname() against a table: the name, then its parents.
-bool MatchHostTable(const TablePtr& table, std::string_view name, bool parent_matches) {
-  return table::FindDomain(table::MapList({table}), name, parent_matches).has_value();
+bool MatchHostTable(const TableList& tables, std::string_view name, bool parent_matches) {
+  return table::FindDomain(tables, name, parent_matches).has_value();
 }
 
 }  // namespace
@@ -101,7 +101,7 @@ bool MatchHostTable(const TablePtr& table, std::string_view name, bool parent_ma
 bool MatchDomainList(const DomainList& list, std::string_view domain, bool parent_matches) {
   std::string name = LowerCase(domain);
   for (const DomainList::Entry& e : list.entries) {
-    bool match = e.table != nullptr ? MatchHostTable(e.table, name, parent_matches)
+    bool match = e.table != nullptr ? MatchHostTable(e.tables, name, parent_matches)
                                     : MatchHostPattern(name, e.pattern, parent_matches);
     if (match) {
       return !e.negate;
@@ -122,8 +122,8 @@ bool MatchNetworkList(const NetworkList& list, std::string_view client_name,
     if (e.network.has_value()) {
       match = have_ip && NetworkContains(*e.network, v6, bytes);
     } else if (e.table != nullptr) {
-      match = (have_name && MatchHostTable(e.table, name, parent_matches)) ||
-              (have_ip && table::FindKey(table::MapList({e.table}), client_ip).has_value());
+      match = (have_name && MatchHostTable(e.tables, name, parent_matches)) ||
+              (have_ip && table::FindKey(e.tables, client_ip).has_value());
     } else {
       match = have_name && MatchHostPattern(name, e.host_pattern, parent_matches);
     }

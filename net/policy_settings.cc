@@ -139,6 +139,7 @@ absl::StatusOr<DomainList> ParseDomainList(std::string_view value, const TableOp
         return table.status();
       }
       e.table = *std::move(table);
+      e.tables = TableList({e.table});
     } else {
       e.pattern = Lower(entry);
     }
@@ -168,6 +169,7 @@ absl::StatusOr<NetworkList> ParseNetworkList(std::string_view value, const Table
         return table.status();
       }
       e.table = *std::move(table);
+      e.tables = TableList({e.table});
     } else if (entry[0] == '[' || entry.find(':') != std::string_view::npos ||
                absl::ascii_isdigit(static_cast<unsigned char>(entry[0]))) {
       absl::StatusOr<IpNetwork> network = ParseIpNetwork(entry);
@@ -251,7 +253,7 @@ absl::StatusOr<TablePtr> OpenTableWithCoreTable(std::string_view spec) {
 }
 
 std::optional<std::string_view> MemoryMap::Find(std::string_view key) const {
-  auto it = rows_.find(std::string(key));
+  auto it = rows_.find(absl::string_view(key.data(), key.size()));
   if (it == rows_.end()) {
     return std::nullopt;
   }

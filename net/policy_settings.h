@@ -61,6 +61,7 @@ struct DomainList {
     bool negate = false;
     std::string pattern;  // lower case; empty when `table` is set
     TablePtr table;
+    TableList tables;  // {table}, for the core/table lookup functions
   };
   std::vector<Entry> entries;
   bool empty() const { return entries.empty(); }
@@ -87,6 +88,7 @@ struct NetworkList {
     std::optional<IpNetwork> network;
     std::string host_pattern;  // lower case host name or ".parent" pattern
     TablePtr table;
+    TableList tables;  // {table}, for the core/table lookup functions
   };
   std::vector<Entry> entries;
 };
