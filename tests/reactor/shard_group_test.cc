@@ -703,6 +703,32 @@ TEST(ShardGroupTest, OutputIsBoundedPerConnection) {
   close(fd);
 }
 
+// A client that never reads: the send in flight blocks on a full socket. The idle timeout
+// asks for a graceful close, the flush cannot finish, the linger time runs out and Close()
+// must cancel the blocked send, wait for its completion and only then close the fd.
+TEST(ShardGroupTest, CloseCancelsASendBlockedOnAClientThatDoesNotRead) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  config.idle_timeout = absl::Milliseconds(200);
+  auto options = BaseOptions(1, &config);
+  options.shard.output_bytes_max = 16 * 1024 * 1024;
+  options.shard.close_linger = absl::Milliseconds(300);
+  auto group = StartGroup(std::move(options));
+  ASSERT_NE(group, nullptr);
+  int fd = Connect(group->listen_addresses()[0]);
+  ASSERT_GE(fd, 0);
+  ReadLine(fd);
+  ASSERT_TRUE(WriteAll(fd, "FLOOD\r\n"));  // then never read again
+  ASSERT_TRUE(WaitFor([&] { return TotalConnections(*group) == 0; }));
+  {
+    absl::MutexLock lock(&observed.mutex);
+    EXPECT_GT(observed.flood_accepted, 8 * 1024);  // far more than the socket buffers hold
+    EXPECT_EQ(observed.closed[CloseReason::kTimeout], 1);
+  }
+  close(fd);
+}
+
 TEST(ShardGroupTest, UnconsumedInputOverTheBoundClosesTheConnection) {
   Observed observed;
   HandlerConfig config;
