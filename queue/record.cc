@@ -20,6 +20,12 @@ uint32_t HeaderCheck(const char* header, uint64_t seed) {
 
 }  // namespace
 
+std::string ErrnoText(int err) {
+  char buf[128];
+  // The GNU strerror_r returns a pointer to the text (in buf or a static string).
+  return strerror_r(err, buf, sizeof(buf));
+}
+
 void PutU32(char* out, uint32_t v) {
   for (int i = 0; i < 4; ++i) {
     out[i] = static_cast<char>((v >> (8 * i)) & 0xFF);

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace moat::queue {
@@ -58,6 +59,9 @@ HeaderStatus DecodeHeader(const char* bytes, uint64_t seed, RecordHeader* out);
 
 // xxh3-64 of a payload under `seed`.
 uint64_t PayloadChecksum(std::string_view payload, uint64_t seed);
+
+// strerror() without its shared buffer (thread-safe), for log lines and Status messages.
+std::string ErrnoText(int err);
 
 // Little-endian helpers shared by the payload codecs.
 void PutU32(char* out, uint32_t v);

@@ -20,7 +20,7 @@ namespace {
 constexpr uint32_t kSegmentHeaderPayloadBytes = 32;
 
 absl::Status ErrnoStatus(const std::string& what, const std::string& path, int err) {
-  return absl::InternalError(absl::StrFormat("%s %s: %s", what, path, std::strerror(err)));
+  return absl::InternalError(absl::StrFormat("%s %s: %s", what, path, ErrnoText(err)));
 }
 
 bool DecodeSegmentHeader(std::string_view payload, SegmentHeaderInfo* out) {

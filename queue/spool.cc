@@ -1,7 +1,6 @@
 // queue/spool.cc: see spool.h and FORMAT.md. Owned by one shard; not thread-safe.
 #include "queue/spool.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,7 +28,7 @@ constexpr size_t kSegmentNameChars = 16 + sizeof(kSegmentSuffix) - 1;
 static_assert(kRecordAlign <= sizeof(kZeros));
 
 absl::Status ErrnoStatus(std::string_view what, std::string_view path, int err) {
-  return absl::InternalError(absl::StrFormat("%s %s: %s", what, path, std::strerror(err)));
+  return absl::InternalError(absl::StrFormat("%s %s: %s", what, path, ErrnoText(err)));
 }
 
 // Parses "<16 hex>.seg".
@@ -130,17 +129,18 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
 
 absl::Status Spool::Recover(Reporter& reporter) {
   std::vector<uint64_t> numbers;
-  DIR* dir = fdopendir(dup(directory_fd_));
-  if (dir == nullptr) {
-    return ErrnoStatus("spool: read directory", options_.directory, errno);
-  }
-  while (dirent* entry = readdir(dir)) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(options_.directory, ec), end; !ec && it != end;
+       it.increment(ec)) {
     uint64_t number = 0;
-    if (ParseSegmentName(entry->d_name, &number)) {
+    if (ParseSegmentName(it->path().filename().native(), &number)) {
       numbers.push_back(number);
     }
   }
-  closedir(dir);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrFormat("spool: read directory %s: %s", options_.directory, ec.message()));
+  }
   std::sort(numbers.begin(), numbers.end());
 
   uint64_t max_queue_id = 0;
@@ -293,15 +293,16 @@ absl::StatusOr<int> Spool::CreateSegmentFile(const std::string& path, uint64_t b
                                              bool preallocate) {
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::Status(absl::ErrnoToStatusCode(errno),
-                        absl::StrFormat("create %s: %s", path, std::strerror(errno)));
+    int err = errno;
+    return absl::Status(absl::ErrnoToStatusCode(err),
+                        absl::StrFormat("create %s: %s", path, ErrnoText(err)));
   }
   if (preallocate && fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0 && errno != EOPNOTSUPP) {
     int err = errno;
     close(fd);
     unlink(path.c_str());
     return absl::Status(absl::ErrnoToStatusCode(err),
-                        absl::StrFormat("fallocate %s: %s", path, std::strerror(err)));
+                        absl::StrFormat("fallocate %s: %s", path, ErrnoText(err)));
   }
   return fd;
 }
@@ -455,8 +456,7 @@ void Spool::OnCommitDone(int result) {
   if (result != 0) {
     int err = result < 0 ? -result : EIO;
     log::Error("spool: shard %d: commit of %d records to %s failed: %s; segment sealed",
-               options_.shard, batch_records_.size(), SegmentPath(segment_.number),
-               std::strerror(err));
+               options_.shard, batch_records_.size(), SegmentPath(segment_.number), ErrnoText(err));
     for (const Pending& p : batch_records_) {
       results_.push_back({p.sequence, err});
     }

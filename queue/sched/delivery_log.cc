@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+
 #include "core/log/assert.h"
 
 namespace moat::sched {

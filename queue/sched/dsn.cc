@@ -13,7 +13,9 @@ namespace {
 constexpr char kCrlf[] = "\r\n";
 constexpr size_t kFoldColumn = 76;
 
-absl::string_view AV(std::string_view s) { return {s.data(), s.size()}; }
+absl::string_view AV(std::string_view s) {
+  return {s.data(), s.size()};
+}
 
 // Control characters (CR/LF included) become spaces: a reason never breaks a line.
 std::string Clean(std::string_view text) {
@@ -108,34 +110,30 @@ std::string HumanText(const DsnRequest& req) {
   std::string t = absl::StrFormat("This is the mail system at host %s.\r\n\r\n", req.myhostname);
   switch (req.kind) {
     case DsnKind::kFailure:
-      t +=
-          "I'm sorry to have to inform you that your message could not\r\n"
-          "be delivered to one or more recipients. It's attached below.\r\n\r\n"
-          "For further assistance, please send mail to postmaster.\r\n\r\n"
-          "If you do so, please include this problem report. You can\r\n"
-          "delete your own text from the attached returned message.\r\n\r\n";
+      t += "I'm sorry to have to inform you that your message could not\r\n"
+           "be delivered to one or more recipients. It's attached below.\r\n\r\n"
+           "For further assistance, please send mail to postmaster.\r\n\r\n"
+           "If you do so, please include this problem report. You can\r\n"
+           "delete your own text from the attached returned message.\r\n\r\n";
       break;
     case DsnKind::kDelay:
-      t +=
-          "####################################################################\r\n"
-          "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
-          "####################################################################\r\n\r\n";
+      t += "####################################################################\r\n"
+           "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
+           "####################################################################\r\n\r\n";
       absl::StrAppendFormat(&t,
                             "Your message could not be delivered for more than %d hour(s).\r\n"
                             "It will be retried until it is %d day(s) old.\r\n\r\n",
                             absl::ToInt64Hours(req.delay_warning_time),
                             absl::ToInt64Hours(req.maximal_queue_lifetime) / 24);
-      t +=
-          "For further assistance, please send mail to postmaster.\r\n\r\n"
-          "If you do so, please include this problem report. You can\r\n"
-          "delete your own text from the attached returned message.\r\n\r\n";
+      t += "For further assistance, please send mail to postmaster.\r\n\r\n"
+           "If you do so, please include this problem report. You can\r\n"
+           "delete your own text from the attached returned message.\r\n\r\n";
       break;
     case DsnKind::kSuccess:
-      t +=
-          "Your message was successfully delivered to the destination(s)\r\n"
-          "listed below. If the message was delivered to mailbox you will\r\n"
-          "receive no further notifications. Otherwise you may still receive\r\n"
-          "notifications of mail delivery errors from other systems.\r\n\r\n";
+      t += "Your message was successfully delivered to the destination(s)\r\n"
+           "listed below. If the message was delivered to mailbox you will\r\n"
+           "receive no further notifications. Otherwise you may still receive\r\n"
+           "notifications of mail delivery errors from other systems.\r\n\r\n";
       break;
   }
   t += "                   The mail system\r\n";
@@ -180,9 +178,15 @@ std::optional<uint8_t> ParseNotify(std::string_view value) {
   return flags;
 }
 
-bool NotifyAllowsFailure(uint8_t n) { return n == 0 || (n & kNotifyFailure) != 0; }
-bool NotifyAllowsDelay(uint8_t n) { return n == 0 || (n & kNotifyDelay) != 0; }
-bool NotifyAllowsSuccess(uint8_t n) { return (n & kNotifySuccess) != 0; }
+bool NotifyAllowsFailure(uint8_t n) {
+  return n == 0 || (n & kNotifyFailure) != 0;
+}
+bool NotifyAllowsDelay(uint8_t n) {
+  return n == 0 || (n & kNotifyDelay) != 0;
+}
+bool NotifyAllowsSuccess(uint8_t n) {
+  return (n & kNotifySuccess) != 0;
+}
 
 std::string_view DsnActionName(DsnAction action) {
   switch (action) {
@@ -221,8 +225,8 @@ std::optional<DsnMessage> ComposeDsn(const DsnRequest& req) {
                     req.original_message.size() <= req.bounce_size_limit;
   const std::string_view returned =
       full ? req.original_message : HeaderSection(req.original_message);
-  std::string boundary = absl::StrFormat("%s.%d/%s", req.queue_id, absl::ToUnixSeconds(req.now),
-                                         req.myhostname);
+  std::string boundary =
+      absl::StrFormat("%s.%d/%s", req.queue_id, absl::ToUnixSeconds(req.now), req.myhostname);
   for (int n = 1; absl::StrContains(AV(returned), AV("--" + boundary)) && n < 1000; ++n) {
     boundary = absl::StrFormat("%s.%d.%d/%s", req.queue_id, absl::ToUnixSeconds(req.now), n,
                                req.myhostname);

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+
 #include "core/log/assert.h"
 #include "core/log/log.h"
 
@@ -110,9 +111,9 @@ Scheduler::~Scheduler() = default;
 
 int Scheduler::ConcurrencyLimit(const std::string& transport) const {
   auto it = config_.destination_concurrency_limit.find(transport);
-  const int limit =
-      it != config_.destination_concurrency_limit.end() ? it->second
-                                                         : config_.default_destination_concurrency_limit;
+  const int limit = it != config_.destination_concurrency_limit.end()
+                        ? it->second
+                        : config_.default_destination_concurrency_limit;
   return PerShardLimit(limit, config_.shard_count);
 }
 
@@ -187,7 +188,7 @@ void Scheduler::Admit(absl::Time now) {
 }
 
 Scheduler::Destination& Scheduler::GetDestination(const std::string& transport,
-                                                   const std::string& nexthop) {
+                                                  const std::string& nexthop) {
   const std::string key = absl::StrFormat("%s:%s", transport, nexthop);
   auto it = destinations_.find(key);
   if (it != destinations_.end()) {
@@ -232,9 +233,9 @@ void Scheduler::Activate(Message& m, absl::Time now) {
     for (size_t start = 0; start < indices.size(); start += limit) {
       Entry e;
       e.message_id = m.spec.id;
-      e.recipients.assign(indices.begin() + static_cast<std::ptrdiff_t>(start),
-                          indices.begin() + static_cast<std::ptrdiff_t>(
-                                                std::min(indices.size(), start + limit)));
+      e.recipients.assign(
+          indices.begin() + static_cast<std::ptrdiff_t>(start),
+          indices.begin() + static_cast<std::ptrdiff_t>(std::min(indices.size(), start + limit)));
       d->queue.push_back(std::move(e));
       ++m.queued_entries;
     }
@@ -366,12 +367,17 @@ void Scheduler::OnResult(uint64_t job_id, const std::vector<RecipientResult>& re
     } else {
       // A driver bug must not lose the recipient: try again later.
       MOAT_DCHECK(false);
-      r = RecipientResult{DeliveryStatus::kDeferred, "4.3.0", "no result from delivery agent",
-                          "", "", false, false};
+      r = RecipientResult{DeliveryStatus::kDeferred,
+                          "4.3.0",
+                          "no result from delivery agent",
+                          "",
+                          "",
+                          false,
+                          false};
     }
     m.last[i] = r;
-    m.state[i] = r.status == DeliveryStatus::kDeferred ? RecipientState::kWaiting
-                                                       : RecipientState::kDone;
+    m.state[i] =
+        r.status == DeliveryStatus::kDeferred ? RecipientState::kWaiting : RecipientState::kDone;
   }
   MaybeFinishRound(job.message_id, now);
 }
@@ -390,9 +396,8 @@ void Scheduler::MaybeFinishRound(const std::string& id, absl::Time now) {
     Erase(id);
     return;
   }
-  const bool pending = std::any_of(m.state.begin(), m.state.end(), [](RecipientState s) {
-    return s == RecipientState::kWaiting;
-  });
+  const bool pending = std::any_of(m.state.begin(), m.state.end(),
+                                   [](RecipientState s) { return s == RecipientState::kWaiting; });
   if (!pending) {
     Finish(m, false);
     return;
@@ -447,7 +452,9 @@ void Scheduler::Finish(Message& m, bool expired) {
   Erase(m.spec.id);
 }
 
-void Scheduler::Erase(const std::string& id) { messages_.erase(id); }
+void Scheduler::Erase(const std::string& id) {
+  messages_.erase(id);
+}
 
 void Scheduler::Unqueue(Message& m) {
   for (Destination* d : rotation_) {
@@ -572,8 +579,12 @@ absl::Status Scheduler::Delete(const std::string& id, absl::Time now) {
   return absl::OkStatus();
 }
 
-std::vector<SchedulerEvent> Scheduler::TakeEvents() { return std::exchange(events_, {}); }
-std::vector<FinishedMessage> Scheduler::TakeFinished() { return std::exchange(finished_, {}); }
+std::vector<SchedulerEvent> Scheduler::TakeEvents() {
+  return std::exchange(events_, {});
+}
+std::vector<FinishedMessage> Scheduler::TakeFinished() {
+  return std::exchange(finished_, {});
+}
 std::vector<DelayWarning> Scheduler::TakeDelayWarnings() {
   return std::exchange(warnings_, {});
 }
@@ -597,8 +608,12 @@ std::vector<Scheduler::ListedMessage> Scheduler::List() const {
     if (m->delete_requested) {
       continue;
     }
-    ListedMessage l{id, m->spec.sender, m->spec.arrival, m->where,
-                    m->where == Where::kDeferred ? m->next_attempt : absl::InfinitePast(), {}};
+    ListedMessage l{id,
+                    m->spec.sender,
+                    m->spec.arrival,
+                    m->where,
+                    m->where == Where::kDeferred ? m->next_attempt : absl::InfinitePast(),
+                    {}};
     for (size_t i = 0; i < m->state.size(); ++i) {
       if (m->state[i] != RecipientState::kDone) {
         const QueuedRecipient& r = m->spec.recipients[i];

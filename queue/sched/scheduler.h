@@ -52,6 +52,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+
 #include "queue/sched/dsn.h"
 
 namespace moat::sched {
@@ -100,10 +101,10 @@ std::string_view DeliveryStatusName(DeliveryStatus status);  // "sent", "deferre
 
 struct RecipientResult {
   DeliveryStatus status = DeliveryStatus::kDeferred;
-  std::string dsn;         // "2.0.0", "4.4.1", "5.1.1"
-  std::string reason;      // Postfix's text
-  std::string reply;       // remote reply, "" when local
-  std::string remote_mta;  // the server's host name, "" when no server answered
+  std::string dsn;            // "2.0.0", "4.4.1", "5.1.1"
+  std::string reason;         // Postfix's text
+  std::string reply;          // remote reply, "" when local
+  std::string remote_mta;     // the server's host name, "" when no server answered
   bool site_failure = false;  // connection-level failure (dead-destination input)
   bool remote_dsn = false;    // the next hop took NOTIFY/ORCPT (it reports success itself)
 };
