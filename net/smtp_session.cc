@@ -147,6 +147,8 @@ SmtpSession::SmtpSession(const SessionSettings& settings, Policy& policy, Messag
       namaddr_(absl::StrFormat("%s[%s]", connection_.client_name, connection_.client_ip)) {}
 
 SmtpSession::~SmtpSession() {
+  // REQUIRES (smtp_message.h): the sink has answered; it holds a reference until then.
+  MOAT_DCHECK(!awaiting_queue_);
   if (started_ && !closing_) {
     reason_ = std::string(kReasonLost);
     Close();
@@ -620,15 +622,16 @@ SmtpSession::Outcome SmtpSession::Mail(std::string_view args) {
     Reply(error);
     return Outcome::kFailed;
   }
+  mail_ = std::move(mail);
+  in_transaction_ = true;  // for the policy request and the NOQUEUE line's from=<>
   // smtpd_check_size(): the declared size against message_size_limit.
-  if (mail.has_size && settings_.message_size_limit > 0 &&
-      mail.size > settings_.message_size_limit) {
+  if (mail_.has_size && settings_.message_size_limit > 0 &&
+      mail_.size > settings_.message_size_limit) {
     LogReject("MAIL", "552 5.3.4 Message size exceeds fixed limit");
+    ResetTransaction();
     Reply("552 5.3.4 Message size exceeds fixed limit");
     return Outcome::kFailed;
   }
-  mail_ = std::move(mail);
-  in_transaction_ = true;
   if (!settings_.delay_reject) {
     std::string reject = CheckPolicy(PolicyStage::kMail, "MAIL");
     if (!reject.empty()) {

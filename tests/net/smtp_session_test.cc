@@ -635,6 +635,9 @@ TEST_F(SessionTest, DeclaredSizeOverLimit) {
   OpenEhlo();
   EXPECT_EQ(Send("MAIL FROM:<s@example.org> SIZE=1001\r\n"),
             "552 5.3.4 Message size exceeds fixed limit\r\n");
+  EXPECT_THAT(log_, HasSubstr("NOQUEUE: reject: MAIL from unknown[192.0.2.1]: 552 5.3.4 Message "
+                              "size exceeds fixed limit; from=<s@example.org> proto=ESMTP "
+                              "helo=<client.example>\n"));
   EXPECT_EQ(Send("MAIL FROM:<s@example.org> SIZE=1000\r\n"), "250 2.1.0 Ok\r\n");
 }
 
