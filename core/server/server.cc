@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -20,14 +21,16 @@
 #include "core/config/config.h"
 #include "core/log/log.h"
 #include "core/reactor/shard_group.h"
+#include "absl/synchronization/mutex.h"
+#include "core/server/admin.h"
+#include "core/server/control.h"
+#include "core/server/queue_ops.h"
 #include "core/server/session_handler.h"
 #include "core/server/session_settings.h"
 #include "core/server/shard_spool.h"
 #include "net/policy.h"
-#if __has_include("net/policy_config.h")
 #include "net/policy_config.h"
-#define MOAT_HAVE_POLICY_CONFIG 1
-#endif
+#include "queue/segment_reader.h"
 #include "queue/spool.h"
 
 namespace moat::server {
@@ -48,8 +51,133 @@ int CpuCount() {
 
 // Everything one shard owns besides what the reactor's Shard owns.
 struct ShardRuntime {
+  int index = 0;
   std::unique_ptr<ShardSpool> spool;
+  // The delivery side's admin operations; null while no delivery pipeline runs.
+  ShardQueueOps* queue_ops = nullptr;
 };
+
+// Runs fn(runtime) on every shard's thread and collects the results (control thread; bounded
+// wait: a shard that does not answer within `timeout` is missing from the result). The state
+// is shared with the closures, so a late answer writes into memory that still exists.
+template <typename T>
+std::vector<T> AskShards(reactor::ShardGroup& group,
+                         std::vector<std::unique_ptr<ShardRuntime>>& runtimes,
+                         std::function<T(ShardRuntime&)> fn,
+                         absl::Duration timeout = absl::Seconds(10)) {
+  struct State {
+    absl::Mutex mutex;
+    std::vector<T> results ABSL_GUARDED_BY(mutex);
+    int pending ABSL_GUARDED_BY(mutex) = 0;
+  };
+  auto state = std::make_shared<State>();
+  int posted = 0;
+  for (int i = 0; i < group.shards(); ++i) {
+    ShardRuntime* rt = runtimes[static_cast<size_t>(i)].get();
+    {
+      absl::MutexLock lock(&state->mutex);
+      ++state->pending;
+    }
+    bool ok = group.Post(i, [state, rt, fn](reactor::Shard& /*shard*/) {
+      T result = fn(*rt);
+      absl::MutexLock lock(&state->mutex);
+      state->results.push_back(std::move(result));
+      --state->pending;
+    });
+    if (!ok) {
+      absl::MutexLock lock(&state->mutex);
+      --state->pending;
+    } else {
+      ++posted;
+    }
+  }
+  absl::MutexLock lock(&state->mutex);
+  auto done = [&state]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mutex) {
+    return state->pending == 0;
+  };
+  state->mutex.AwaitWithTimeout(absl::Condition(&done), timeout);
+  return state->results;
+}
+
+QueueListEntry ListEntry(const ShardRuntime& rt, const queue::QueuedMessage& m) {
+  QueueListEntry e;
+  e.queue_id = m.envelope.queue_id;
+  e.size = m.content_bytes;
+  e.arrival_unix_us = m.envelope.arrival_unix_us;
+  e.sender = m.envelope.sender;
+  if (m.state == queue::MessageState::kHold) {
+    e.status = '!';
+  } else if (rt.queue_ops != nullptr) {
+    e.status = rt.queue_ops->StatusMark(e.queue_id);
+  }
+  for (size_t i = 0; i < m.recipients.size() && i < m.envelope.recipients.size(); ++i) {
+    if (queue::IsFinal(m.recipients[i])) {
+      continue;
+    }
+    QueueListRecipient r;
+    r.address = m.envelope.recipients[i].address;
+    if (rt.queue_ops != nullptr) {
+      r.reason = rt.queue_ops->LastReason(e.queue_id, i);
+    }
+    e.recipients.push_back(std::move(r));
+  }
+  return e;
+}
+
+// `moat queue show ID`: the envelope from the shard, the content read here on the control
+// thread by scanning the segment read-only (never on a shard thread).
+ControlReply ShowMessage(const queue::QueuedMessage& m, const std::string& segment_path) {
+  std::string out = absl::StrCat("queue_id: ", m.envelope.queue_id, "\n",
+                                 "arrival_unix_us: ", m.envelope.arrival_unix_us, "\n",
+                                 "client: ", m.envelope.client_name, "[", m.envelope.client_ip,
+                                 "]\n", "helo: ", m.envelope.helo, "\n",
+                                 "protocol: ", m.envelope.protocol, "\n",
+                                 "sender: <", m.envelope.sender, ">\n");
+  for (size_t i = 0; i < m.envelope.recipients.size(); ++i) {
+    const queue::Recipient& r = m.envelope.recipients[i];
+    const char* state = "pending";
+    if (i < m.recipients.size()) {
+      switch (m.recipients[i]) {
+        case queue::RecipientStatus::kPending:
+          break;
+        case queue::RecipientStatus::kDelivered:
+          state = "delivered";
+          break;
+        case queue::RecipientStatus::kBounced:
+          state = "bounced";
+          break;
+        case queue::RecipientStatus::kExpired:
+          state = "expired";
+          break;
+      }
+    }
+    absl::StrAppend(&out, "recipient: <", r.address, "> resolved=<", r.resolved,
+                    "> next_hop=", r.next_hop, " ", state, "\n");
+  }
+  std::string content;
+  bool found = false;
+  queue::ScanOptions scan;
+  scan.truncate_torn_tail = false;
+  queue::LogReporter reporter;
+  auto scanned = queue::ScanSegment(
+      segment_path, scan, reporter,
+      [&](const queue::RecordHeader& /*header*/, uint64_t offset, std::string_view payload) {
+        if (offset != m.location.offset) {
+          return;
+        }
+        std::string_view body;
+        if (queue::DecodeMessage(payload, &body).ok()) {
+          content.assign(body);
+          found = true;
+        }
+      });
+  if (!scanned.ok() || !found) {
+    return {false, absl::StrCat(m.envelope.queue_id, ": cannot read its content from ",
+                                segment_path)};
+  }
+  absl::StrAppend(&out, "\n", content);
+  return {true, out};
+}
 
 void LogDiagnostics(const config::Diagnostics& diagnostics) {
   for (const config::Diagnostic& d : diagnostics.items()) {
@@ -81,6 +209,133 @@ net::ConnectionInfo MakeConnectionInfo(const reactor::Connection& connection,
   return info;
 }
 
+ControlReply HandleAdmin(reactor::ShardGroup& group,
+                         std::vector<std::unique_ptr<ShardRuntime>>& runtimes,
+                         std::string_view line) {
+  absl::StatusOr<AdminRequest> request = ParseAdminRequest(std::string(line));
+  if (!request.ok()) {
+    return {false, std::string(request.status().message())};
+  }
+  const std::string id = request->argument;
+  switch (request->verb) {
+    case AdminRequest::Verb::kList: {
+      auto lists = AskShards<std::vector<QueueListEntry>>(group, runtimes, [](ShardRuntime& rt) {
+        std::vector<QueueListEntry> entries;
+        rt.spool->spool().index().ForEachPending(
+            [&](const queue::QueuedMessage& m) { entries.push_back(ListEntry(rt, m)); });
+        return entries;
+      });
+      std::vector<QueueListEntry> all;
+      for (auto& list : lists) {
+        for (auto& e : list) {
+          all.push_back(std::move(e));
+        }
+      }
+      return {true, FormatQueueList(std::move(all))};
+    }
+    case AdminRequest::Verb::kShow: {
+      struct Found {
+        bool found = false;
+        queue::QueuedMessage message;
+        std::string path;
+      };
+      auto found = AskShards<Found>(group, runtimes, [id](ShardRuntime& rt) {
+        Found f;
+        if (const queue::QueuedMessage* m = rt.spool->spool().index().Find(id)) {
+          f.found = true;
+          f.message = *m;
+          f.path = rt.spool->spool().SegmentPath(m->location.segment);
+        }
+        return f;
+      });
+      for (const Found& f : found) {
+        if (f.found) {
+          return ShowMessage(f.message, f.path);
+        }
+      }
+      return {false, absl::StrCat(id, ": no such message in the queue")};
+    }
+    case AdminRequest::Verb::kFlush:
+    case AdminRequest::Verb::kDelete:
+    case AdminRequest::Verb::kHold:
+    case AdminRequest::Verb::kRelease: {
+      const AdminRequest::Verb verb = request->verb;
+      auto counts = AskShards<long>(group, runtimes, [verb, id](ShardRuntime& rt) -> long {
+        if (rt.queue_ops == nullptr) {
+          return -1;
+        }
+        switch (verb) {
+          case AdminRequest::Verb::kFlush:
+            rt.queue_ops->Flush();
+            return 1;
+          case AdminRequest::Verb::kDelete:
+            return id == "ALL" ? static_cast<long>(rt.queue_ops->DeleteAll())
+                               : (rt.queue_ops->Delete(id) ? 1 : 0);
+          case AdminRequest::Verb::kHold:
+            return rt.queue_ops->Hold(id) ? 1 : 0;
+          case AdminRequest::Verb::kRelease:
+            return rt.queue_ops->Release(id) ? 1 : 0;
+          default:
+            return 0;
+        }
+      });
+      long total = 0;
+      for (long c : counts) {
+        if (c < 0) {
+          return {false, "the delivery side is not running: queue operations are unavailable"};
+        }
+        total += c;
+      }
+      if (verb == AdminRequest::Verb::kFlush) {
+        return {true, ""};
+      }
+      if (verb == AdminRequest::Verb::kDelete && id == "ALL") {
+        return {true, absl::StrCat("Deleted: ", total, " message", total == 1 ? "" : "s", "\n")};
+      }
+      if (total == 0) {
+        return {false, absl::StrCat(id, ": no such message in the queue")};
+      }
+      const char* done = verb == AdminRequest::Verb::kDelete ? "Deleted"
+                         : verb == AdminRequest::Verb::kHold ? "Placed on hold"
+                                                             : "Released from hold";
+      return {true, absl::StrCat(done, ": 1 message\n")};
+    }
+    case AdminRequest::Verb::kStats: {
+      DaemonStats stats;
+      for (const reactor::ShardStats& s : group.CollectStats(absl::Seconds(10))) {
+        ++stats.shards;
+        stats.connections_open += s.connections;
+        stats.connections_total += s.accepted;
+        stats.connections_refused += s.refused;
+        stats.bytes_in += s.bytes_in;
+        stats.bytes_out += s.bytes_out;
+      }
+      auto parts = AskShards<DaemonStats>(group, runtimes, [](ShardRuntime& rt) {
+        DaemonStats d;
+        d.messages_accepted = rt.spool->committed_messages();
+        d.spool_commits = rt.spool->commits();
+        d.queue_messages = rt.spool->spool().index().pending_messages();
+        if (rt.queue_ops != nullptr) {
+          rt.queue_ops->AddCounters(&d);
+        }
+        return d;
+      });
+      for (const DaemonStats& d : parts) {
+        stats.messages_accepted += d.messages_accepted;
+        stats.spool_commits += d.spool_commits;
+        stats.queue_messages += d.queue_messages;
+        stats.delivered += d.delivered;
+        stats.deferred += d.deferred;
+        stats.bounced += d.bounced;
+      }
+      return {true, FormatStats(stats)};
+    }
+    case AdminRequest::Verb::kReload:
+      return {false, "reload is not implemented yet: restart the daemon to apply changes"};
+  }
+  return {false, "unhandled request"};
+}
+
 }  // namespace
 
 int Serve(const ServeOptions& options) {
@@ -98,12 +353,9 @@ int Serve(const ServeOptions& options) {
   config::LoadResult loaded;
   std::string demo_spool;
   if (location.use_embedded_default) {
-    char tmpl[] = "/tmp/moat-demo-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      log::Error("cannot create a temporary spool directory: %s", strerror(errno));
-      return 1;
-    }
-    demo_spool = tmpl;
+    // A fixed temporary directory, so that `moat queue` and `moat stats` (which read the
+    // same embedded default) find the demo daemon's control socket.
+    demo_spool = std::string(config::kDemoQueueDirectory);
     loaded = config::Config::LoadEmbeddedDefault(demo_spool);
   } else {
     loaded = config::LoadLocated(location);
@@ -126,13 +378,7 @@ int Serve(const ServeOptions& options) {
   }
 
   // Policy and session settings: immutable, shared read-only by every shard.
-#ifdef MOAT_HAVE_POLICY_CONFIG
   absl::StatusOr<net::PolicySettings> policy_settings = net::BuildPolicySettings(*config);
-#else
-  // Transitional: the config-to-policy adapter is being written (net/policy_config.h).
-  absl::StatusOr<net::PolicySettings> policy_settings =
-      absl::UnimplementedError("the policy configuration adapter is not built yet");
-#endif
   if (!policy_settings.ok()) {
     log::Error("%s: %s", config->Source(), policy_settings.status().message());
     return 1;
@@ -185,6 +431,7 @@ int Serve(const ServeOptions& options) {
     }
     recovered += (*spool)->index().pending_messages();
     auto runtime = std::make_unique<ShardRuntime>();
+    runtime->index = i;
     runtime->spool = std::make_unique<ShardSpool>(*std::move(spool));
     runtimes.push_back(std::move(runtime));
   }
@@ -197,9 +444,7 @@ int Serve(const ServeOptions& options) {
   group_options.on_start = [&runtimes, &session_settings, shared_policy, cfg](
                                reactor::Shard& shard) {
     ShardRuntime& rt = *runtimes[static_cast<size_t>(shard.index())];
-    rt.spool->Attach(
-        &shard.reactor(), [](net::SmtpSession& /*session*/) {},
-        [](const queue::QueuedMessage& /*message*/) {});
+    rt.spool->Attach(&shard.reactor(), [](const queue::QueuedMessage& /*message*/) {});
     shard.SetHandlerFactory([&rt, &session_settings, shared_policy, cfg](
                                 reactor::Connection& connection,
                                 const reactor::ClientInfo& client)
@@ -215,6 +460,18 @@ int Serve(const ServeOptions& options) {
     log::Error("cannot start: %s", group.status().message());
     return 1;
   }
+  reactor::ShardGroup* running = group->get();
+  const std::string control_path = config->String("moat_control_socket");
+  absl::StatusOr<std::unique_ptr<ControlServer>> control =
+      ControlServer::Start(control_path, [running, &runtimes](std::string_view line) {
+        return HandleAdmin(*running, runtimes, line);
+      });
+  if (!control.ok()) {
+    log::Error("control socket: %s", control.status().message());
+    running->BeginShutdown(absl::ZeroDuration());
+    running->Join(absl::Seconds(30));
+    return 1;
+  }
   std::vector<std::string> listening;
   for (const reactor::SocketAddress& a : (*group)->listen_addresses()) {
     listening.push_back(a.ToString());
@@ -225,6 +482,7 @@ int Serve(const ServeOptions& options) {
   int status = (*group)->RunUntilShutdown(kShutdownGrace, [] {
     log::Warning("reload is not implemented yet: configuration unchanged");
   });
+  control->reset();  // no admin request may reach the shards once they are gone
   log::Info("daemon stopped");
   return status;
 }

@@ -8,7 +8,9 @@ namespace moat::server {
 
 SessionHandler::SessionHandler(const net::SessionSettings& settings, net::Policy& policy,
                                ShardSpool& spool, net::ConnectionInfo info)
-    : spool_(spool), session_(settings, policy, spool, std::move(info)) {}
+    : spool_(spool), session_(settings, policy, spool, std::move(info)) {
+  spool_.Register(&session_, this);
+}
 
 SessionHandler::~SessionHandler() { spool_.Detach(&session_); }
 

@@ -18,7 +18,7 @@
 
 namespace moat::server {
 
-class SessionHandler final : public reactor::StreamHandler {
+class SessionHandler final : public reactor::StreamHandler, public AnswerTarget {
  public:
   SessionHandler(const net::SessionSettings& settings, net::Policy& policy, ShardSpool& spool,
                  net::ConnectionInfo info);
@@ -35,6 +35,8 @@ class SessionHandler final : public reactor::StreamHandler {
   // (close, pause, delay, timeout). Called after every event, and by the spool when the
   // session got its queue answer.
   void Pump();
+  // AnswerTarget: the session got its "queued" (or failure) answer.
+  void OnAnswered() override { Pump(); }
 
   net::SmtpSession& session() { return session_; }
 

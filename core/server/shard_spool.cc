@@ -70,10 +70,12 @@ ShardSpool::ShardSpool(std::unique_ptr<queue::Spool> spool) : spool_(std::move(s
 
 ShardSpool::~ShardSpool() { MOAT_CHECK(batch_ == nullptr); }
 
-void ShardSpool::Attach(reactor::Reactor* reactor, AnswerCallback on_answer,
-                        DurableCallback on_durable) {
+void ShardSpool::Register(const net::SmtpSession* session, AnswerTarget* target) {
+  targets_[session] = target;
+}
+
+void ShardSpool::Attach(reactor::Reactor* reactor, DurableCallback on_durable) {
   reactor_ = reactor;
-  on_answer_ = std::move(on_answer);
   on_durable_ = std::move(on_durable);
   reactor_->AddTurnHook([this] { OnTurn(); });
 }
@@ -102,6 +104,7 @@ void ShardSpool::Abandon(std::string_view /*queue_id*/) {
 }
 
 void ShardSpool::Detach(const net::SmtpSession* session) {
+  targets_.erase(session);
   auto it = by_session_.find(session);
   if (it == by_session_.end()) {
     return;
@@ -217,8 +220,9 @@ void ShardSpool::DeliverResults() {
         w.session->OnQueueFailed(r.error == ENOSPC ? net::QueueError::kNoSpace
                                                    : net::QueueError::kWriteError);
       }
-      if (on_answer_) {
-        on_answer_(*w.session);
+      auto target = targets_.find(w.session);
+      if (target != targets_.end()) {
+        target->second->OnAnswered();
       }
     }
     if (r.error == 0 && on_durable_) {

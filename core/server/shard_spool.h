@@ -31,12 +31,18 @@
 
 namespace moat::server {
 
+// The I/O side of a session, told when the session got its queue answer so it can flush
+// the reply and resume reading.
+class AnswerTarget {
+ public:
+  virtual ~AnswerTarget() = default;
+  virtual void OnAnswered() = 0;
+};
+
 class ShardSpool final : public net::MessageSink {
  public:
   // Told once per message that became durable (the outbound side picks it up there).
   using DurableCallback = std::function<void(const queue::QueuedMessage&)>;
-  // Told when a session got its answer, so its I/O side can flush and resume.
-  using AnswerCallback = std::function<void(net::SmtpSession&)>;
 
   explicit ShardSpool(std::unique_ptr<queue::Spool> spool);
   ~ShardSpool() override;
@@ -44,14 +50,18 @@ class ShardSpool final : public net::MessageSink {
   ShardSpool& operator=(const ShardSpool&) = delete;
 
   // Binds to the shard's reactor and installs the end-of-turn hook. Shard thread.
-  void Attach(reactor::Reactor* reactor, AnswerCallback on_answer, DurableCallback on_durable);
+  void Attach(reactor::Reactor* reactor, DurableCallback on_durable);
+
+  // A session's I/O side registers itself for the answers to the session's messages, and
+  // unregisters (Detach) before it goes away.
+  void Register(const net::SmtpSession* session, AnswerTarget* target);
 
   // net::MessageSink
   std::string NewQueueId() override;
   void Submit(net::AcceptedMessage message, net::SmtpSession& session) override;
   void Abandon(std::string_view queue_id) override;
 
-  // The session is going away (its connection closed) before its answer: forget it. The
+  // The session is going away (its connection closed), maybe before its answer: forget it. The
   // message itself still becomes durable (the client never saw a 250 and will retry: a
   // possible duplicate, never a loss).
   void Detach(const net::SmtpSession* session);
@@ -88,7 +98,6 @@ class ShardSpool final : public net::MessageSink {
 
   std::unique_ptr<queue::Spool> spool_;
   reactor::Reactor* reactor_ = nullptr;
-  AnswerCallback on_answer_;
   DurableCallback on_durable_;
   const queue::CommitBatch* batch_ = nullptr;
   int write_error_ = 0;
@@ -99,6 +108,8 @@ class ShardSpool final : public net::MessageSink {
   // alloc: one entry per message waiting for its fdatasync; bounded by the shard's sessions.
   absl::flat_hash_map<uint64_t, Waiter> waiters_;
   absl::flat_hash_map<const net::SmtpSession*, uint64_t> by_session_;
+  // alloc: one entry per open session of the shard.
+  absl::flat_hash_map<const net::SmtpSession*, AnswerTarget*> targets_;
   std::vector<queue::TicketResult> results_;
   uint64_t commits_ = 0;
   uint64_t committed_messages_ = 0;

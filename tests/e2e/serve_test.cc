@@ -137,11 +137,24 @@ TEST_F(ServeTest, OtherDomainsAndSubdomainsAreRelayAccessDenied) {
   SmtpClient c;
   Connect(c);
   ASSERT_EQ(ReplyCode(c.Command("MAIL FROM:<sender@example.org>")), 250);
+  // As Postfix 3.x: smtpd_relay_restrictions (default permit_mynetworks,
+  // permit_sasl_authenticated, defer_unauth_destination) runs before the recipient
+  // restrictions, so seed 001's configuration answers 454, not 554.
   EXPECT_EQ(c.Command("RCPT TO:<someone@elsewhere.org>"),
-            "554 5.7.1 <someone@elsewhere.org>: Relay access denied\r\n");
+            "454 4.7.1 <someone@elsewhere.org>: Relay access denied\r\n");
   // Seed 001's point: relay_domains = example.com must not relay anything.example.com.
   EXPECT_EQ(c.Command("RCPT TO:<alice@anything.example.com>"),
-            "554 5.7.1 <alice@anything.example.com>: Relay access denied\r\n");
+            "454 4.7.1 <alice@anything.example.com>: Relay access denied\r\n");
+}
+
+TEST_F(ServeTest, RejectUnauthDestinationInRelayRestrictionsAnswers554) {
+  WriteConfig("smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n");
+  auto server = StartServer();
+  SmtpClient c;
+  Connect(c);
+  ASSERT_EQ(ReplyCode(c.Command("MAIL FROM:<sender@example.org>")), 250);
+  EXPECT_EQ(c.Command("RCPT TO:<someone@elsewhere.org>"),
+            "554 5.7.1 <someone@elsewhere.org>: Relay access denied\r\n");
 }
 
 TEST_F(ServeTest, MynetworksMayRelayAnywhere) {
@@ -237,8 +250,8 @@ TEST_F(ServeTest, KillDashNineUnderLoadLosesNoAcknowledgedMessage) {
       for (int m = 0; m < kMessagesMax; ++m) {
         std::string reply = c.SendMail(
             "load@example.org", "alice@example.com",
-            absl::StrCat("Message-ID: <", i, ".", m, "@load>\r\n\r\n", std::string(2000, 'x'),
-                         "\r\n"));
+            absl::StrCat("Message-ID: <", i, ".", m, "@load>\r\n\r\n", std::string(70, 'x'),
+                         "\r\n", std::string(70, 'y'), "\r\n"));
         if (ReplyCode(reply) != 250) {
           return;  // the server died
         }
