@@ -58,6 +58,8 @@ class TableBuilder {
   TableBuilder(const TableBuilder&) = delete;
   TableBuilder& operator=(const TableBuilder&) = delete;
 
+  // Capacity hint (e.g. from the source size); optional.
+  void Reserve(uint64_t rows);
   // Appends one entry. `line` is only used in duplicate warnings.
   absl::Status Add(std::string_view key, std::string_view value, uint64_t line);
   // Writes the index and the header. Returns rows and duplicates (other fields zero).
