@@ -62,11 +62,10 @@ bool ConnectionCache::Remove(uint64_t connection) {
   index_.erase(it);
   if (d != by_destination_.end()) {
     auto& entries = d->second;
-    entries.erase(std::remove_if(entries.begin(), entries.end(),
-                                 [connection](const Entry& e) {
-                                   return e.connection == connection;
-                                 }),
-                  entries.end());
+    entries.erase(
+        std::remove_if(entries.begin(), entries.end(),
+                       [connection](const Entry& e) { return e.connection == connection; }),
+        entries.end());
     if (entries.empty()) {
       by_destination_.erase(d);
     }

@@ -135,8 +135,7 @@ absl::StatusOr<NextHop> ParseNextHop(std::string_view spec, std::string_view def
   if (rest.front() == '[') {
     const size_t close = rest.find(']');
     if (close == std::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("next hop \"%s\": missing \"]\"", spec));
+      return absl::InvalidArgumentError(absl::StrFormat("next hop \"%s\": missing \"]\"", spec));
     }
     std::string_view inside = rest.substr(1, close - 1);
     std::string_view after = rest.substr(close + 1);

@@ -38,7 +38,7 @@ struct NextHop {
   // kSmtp/kRelay: the host name or address literal (without brackets or "ipv6:").
   std::string host;
   uint16_t port = kSmtpPortDefault;
-  bool needs_mx = false;   // no brackets: Postfix would look up MX records for `host`
+  bool needs_mx = false;    // no brackets: Postfix would look up MX records for `host`
   bool is_literal = false;  // host is an IPv4 or IPv6 address literal
   bool is_ipv6 = false;
   // kError/kDiscard: the text after the colon (may be empty).

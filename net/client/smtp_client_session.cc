@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+
 #include "core/log/assert.h"
 
 namespace moat::client {
@@ -18,7 +19,9 @@ Outcome OutcomeForClass(int reply_class) {
 
 // A reply as it goes into results and log lines: printable and bounded (the server
 // controls it).
-std::string Quoted(const Reply& reply) { return Printable(reply.Text(), kReplyLineBytesMax); }
+std::string Quoted(const Reply& reply) {
+  return Printable(reply.Text(), kReplyLineBytesMax);
+}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return absl::EqualsIgnoreCase(absl::string_view(a.data(), a.size()),
@@ -156,10 +159,10 @@ void SmtpClientSession::OnData(std::string_view bytes) {
     }
     if (r == ReplyReader::Result::kMalformed) {
       const std::string where = Where();
-      FailPending(Outcome::kDeferred, "4.5.0",
-                  absl::StrFormat("host %s sent a malformed reply while %s: %s", NameAddr(),
-                                  where, error),
-                  "", true);
+      FailPending(
+          Outcome::kDeferred, "4.5.0",
+          absl::StrFormat("host %s sent a malformed reply while %s: %s", NameAddr(), where, error),
+          "", true);
       transaction_done_ = true;
       reusable_ = false;
       expect_.clear();
@@ -328,8 +331,8 @@ void SmtpClientSession::BeginTransaction(bool with_rset) {
   const ClientTransaction& t = transaction_;
   if (features_.size && features_.size_limit > 0 && t.size_bytes > features_.size_limit) {
     FailPending(Outcome::kBounced, "5.3.4",
-                absl::StrFormat("message size %d exceeds size limit %d of server %s",
-                                t.size_bytes, features_.size_limit, NameAddr()),
+                absl::StrFormat("message size %d exceeds size limit %d of server %s", t.size_bytes,
+                                features_.size_limit, NameAddr()),
                 "", false);
     in_transaction_ = false;
     transaction_done_ = true;
@@ -337,8 +340,7 @@ void SmtpClientSession::BeginTransaction(bool with_rset) {
   }
   if (t.smtputf8 && !features_.smtputf8) {
     FailPending(Outcome::kBounced, "5.6.7",
-                absl::StrFormat("SMTPUTF8 is required, but was not offered by host %s",
-                                NameAddr()),
+                absl::StrFormat("SMTPUTF8 is required, but was not offered by host %s", NameAddr()),
                 "", false);
     in_transaction_ = false;
     transaction_done_ = true;
@@ -505,8 +507,8 @@ void SmtpClientSession::HandleDot(const Reply& reply) {
   }
   for (size_t i = 0; i < results_.size(); ++i) {
     if (rcpt_accepted_[i] && results_[i].outcome == Outcome::kPending) {
-      results_[i] = RecipientResult{Outcome::kSent, reply.Dsn(), Quoted(reply), Quoted(reply),
-                                    false};
+      results_[i] =
+          RecipientResult{Outcome::kSent, reply.Dsn(), Quoted(reply), Quoted(reply), false};
     }
   }
 }
@@ -520,9 +522,8 @@ void SmtpClientSession::FailAccepted(const Reply& reply, std::string_view comman
   }
 }
 
-void SmtpClientSession::FailPending(Outcome outcome, std::string_view dsn,
-                                    std::string_view reason, std::string_view reply,
-                                    bool site_failure) {
+void SmtpClientSession::FailPending(Outcome outcome, std::string_view dsn, std::string_view reason,
+                                    std::string_view reply, bool site_failure) {
   for (RecipientResult& r : results_) {
     if (r.outcome == Outcome::kPending) {
       r = RecipientResult{outcome, std::string(dsn), std::string(reason), std::string(reply),
@@ -701,8 +702,8 @@ std::string SmtpClientSession::Where() const {
 }
 
 std::string SmtpClientSession::SaidText(const Reply& reply, std::string_view command) const {
-  return absl::StrFormat("host %s said: %s (in reply to %s command)", NameAddr(),
-                         Quoted(reply), command);
+  return absl::StrFormat("host %s said: %s (in reply to %s command)", NameAddr(), Quoted(reply),
+                         command);
 }
 
 }  // namespace moat::client

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+
 #include "net/client/smtp_reply.h"
 
 namespace moat::client {
@@ -62,10 +63,10 @@ std::string_view PhaseName(Phase phase);
 
 // Postfix's defaults.
 struct ClientTimeouts {
-  absl::Duration connect = absl::Seconds(30);    // smtp_connect_timeout
-  absl::Duration helo = absl::Seconds(300);      // smtp_helo_timeout (greeting too)
-  absl::Duration mail = absl::Seconds(300);      // smtp_mail_timeout
-  absl::Duration rcpt = absl::Seconds(300);      // smtp_rcpt_timeout
+  absl::Duration connect = absl::Seconds(30);     // smtp_connect_timeout
+  absl::Duration helo = absl::Seconds(300);       // smtp_helo_timeout (greeting too)
+  absl::Duration mail = absl::Seconds(300);       // smtp_mail_timeout
+  absl::Duration rcpt = absl::Seconds(300);       // smtp_rcpt_timeout
   absl::Duration data_init = absl::Seconds(120);  // smtp_data_init_timeout
   absl::Duration data_xfer = absl::Seconds(180);  // smtp_data_xfer_timeout
   absl::Duration data_done = absl::Seconds(600);  // smtp_data_done_timeout
@@ -226,13 +227,13 @@ class SmtpClientSession {
   bool transaction_done_ = false;
   bool in_transaction_ = false;  // MAIL..end of data for the current transaction
   bool mail_ok_ = false;
-  bool data_sent_ = false;       // DATA queued (it may still be unsent in lock-step)
+  bool data_sent_ = false;  // DATA queued (it may still be unsent in lock-step)
   bool dot_sent_ = false;
-  bool at_line_start_ = true;    // dot-stuffing state across AddBody chunks
+  bool at_line_start_ = true;  // dot-stuffing state across AddBody chunks
   bool quit_requested_ = false;
-  bool reusable_ = true;         // false after a 421 or other connection-ending reply
+  bool reusable_ = true;  // false after a 421 or other connection-ending reply
   int transactions_ = 0;
-  int accepted_ = 0;             // recipients with a 2xx RCPT reply
+  int accepted_ = 0;  // recipients with a 2xx RCPT reply
   ClientTransaction transaction_;
   std::vector<RecipientResult> results_;
   std::vector<bool> rcpt_accepted_;

@@ -9,7 +9,9 @@
 namespace moat::client {
 namespace {
 
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // "c.d.d" at the start of `text` with class `klass`, followed by space or end.
 std::string EnhancedCode(std::string_view text, char klass) {
@@ -94,9 +96,8 @@ ReplyReader::Result ReplyReader::Next(Reply* reply, std::string* error) {
       *error = absl::StrFormat("reply line longer than %d bytes", kReplyLineBytesMax);
       return Result::kMalformed;
     }
-    const bool code_ok = line.size() >= 3 && line[0] >= '2' && line[0] <= '5' &&
-                         IsDigit(line[1]) && IsDigit(line[2]) &&
-                         (line.size() == 3 || line[3] == ' ' || line[3] == '-');
+    const bool code_ok = line.size() >= 3 && line[0] >= '2' && line[0] <= '5' && IsDigit(line[1]) &&
+                         IsDigit(line[2]) && (line.size() == 3 || line[3] == ' ' || line[3] == '-');
     if (!code_ok) {
       broken_ = true;
       *error = absl::StrFormat("malformed reply line \"%s\"", Printable(line));
@@ -108,8 +109,8 @@ ReplyReader::Result ReplyReader::Next(Reply* reply, std::string* error) {
       r.enhanced = EnhancedCode(line.size() > 4 ? line.substr(4) : std::string_view(), line[0]);
     } else if (code != r.code) {
       broken_ = true;
-      *error = absl::StrFormat("reply code changed within a multi-line reply: \"%s\"",
-                               Printable(line));
+      *error =
+          absl::StrFormat("reply code changed within a multi-line reply: \"%s\"", Printable(line));
       return Result::kMalformed;
     }
     if (r.lines.size() >= kReplyLinesMax) {

@@ -17,8 +17,8 @@ inline constexpr size_t kReplyLineBytesMax = 4096;  // RFC 5321 says 512; server
 inline constexpr size_t kReplyLinesMax = 128;       // a long EHLO reply has ~20
 
 struct Reply {
-  int code = 0;              // 200..599
-  std::string enhanced;      // "5.1.1" when the first line carries one, else ""
+  int code = 0;                    // 200..599
+  std::string enhanced;            // "5.1.1" when the first line carries one, else ""
   std::vector<std::string> lines;  // as received, without CRLF ("250-PIPELINING")
 
   int Class() const { return code / 100; }

@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+
 #include "net/client/smtp_client_session.h"
 #include "tests/testing/testing.h"
 
@@ -137,8 +138,7 @@ class SinkTest : public ::testing::Test {
   }
 
   ServerIdentity Server() const {
-    return ServerIdentity{"relay.example", "127.0.0.1", "127.0.0.1",
-                          static_cast<uint16_t>(port_)};
+    return ServerIdentity{"relay.example", "127.0.0.1", "127.0.0.1", static_cast<uint16_t>(port_)};
   }
 
   testing::TempDir dir_;
@@ -159,15 +159,17 @@ Message Make(std::string sender, std::vector<std::string> rcpts, std::string bod
 
 TEST_F(SinkTest, ThreeMessagesOnOneConnectionWithPipelining) {
   StartSink({});
-  if (IsSkipped()) return;
+  if (IsSkipped())
+    return;
   SmtpClientSession s(Server());
   std::vector<Message> messages;
   for (int i = 0; i < 3; ++i) {
-    messages.push_back(Make("alice@example.org",
-                            {absl::StrCat("r", i, "a@example.com"), absl::StrCat("r", i, "b@example.com")},
-                            absl::StrCat("Subject: m", i,
-                                         "\r\n\r\nfirst\r\n.leading dot\r\n..two dots\r\n.\r\n"
-                                         "last\r\n")));
+    messages.push_back(
+        Make("alice@example.org",
+             {absl::StrCat("r", i, "a@example.com"), absl::StrCat("r", i, "b@example.com")},
+             absl::StrCat("Subject: m", i,
+                          "\r\n\r\nfirst\r\n.leading dot\r\n..two dots\r\n.\r\n"
+                          "last\r\n")));
   }
   auto results = Deliver(s, messages);
   ASSERT_EQ(results.size(), 3u);
@@ -183,17 +185,16 @@ TEST_F(SinkTest, ThreeMessagesOnOneConnectionWithPipelining) {
   ASSERT_TRUE(testing::WaitForText(dump_path(), "Subject: m2"));
   const std::string dump = Dump();
   for (int i = 0; i < 3; ++i) {
-    EXPECT_NE(dump.find(absl::StrCat("X-Rcpt-Args: <r", i, "a@example.com>")),
-              std::string::npos);
+    EXPECT_NE(dump.find(absl::StrCat("X-Rcpt-Args: <r", i, "a@example.com>")), std::string::npos);
   }
   // The server un-stuffed exactly what we stuffed: the content arrives unchanged.
-  EXPECT_NE(dump.find("\nfirst\n.leading dot\n..two dots\n.\nlast\n"), std::string::npos)
-      << dump;
+  EXPECT_NE(dump.find("\nfirst\n.leading dot\n..two dots\n.\nlast\n"), std::string::npos) << dump;
 }
 
 TEST_F(SinkTest, SoftRejectedRecipientsAreDeferredInLockStep) {
   StartSink({"-r", "RCPT"});  // implies no PIPELINING
-  if (IsSkipped()) return;
+  if (IsSkipped())
+    return;
   SmtpClientSession s(Server());
   auto results = Deliver(s, {Make("a@example.org", {"x@example.com"}, "Subject: x\r\n\r\nx\r\n")});
   ASSERT_EQ(results.size(), 1u);
@@ -207,7 +208,8 @@ TEST_F(SinkTest, SoftRejectedRecipientsAreDeferredInLockStep) {
 
 TEST_F(SinkTest, HardRejectedMailBouncesEveryRecipient) {
   StartSink({"-f", "MAIL"});
-  if (IsSkipped()) return;
+  if (IsSkipped())
+    return;
   SmtpClientSession s(Server());
   auto results =
       Deliver(s, {Make("a@example.org", {"x@example.com", "y@example.com"}, "Subject: x\r\n\r\n")});
@@ -222,9 +224,11 @@ TEST_F(SinkTest, HardRejectedMailBouncesEveryRecipient) {
 
 TEST_F(SinkTest, ServerWithoutEsmtpGetsHelo) {
   StartSink({"-e"});
-  if (IsSkipped()) return;
+  if (IsSkipped())
+    return;
   SmtpClientSession s(Server());
-  auto results = Deliver(s, {Make("a@example.org", {"x@example.com"}, "Subject: x\r\n\r\nbody\r\n")});
+  auto results =
+      Deliver(s, {Make("a@example.org", {"x@example.com"}, "Subject: x\r\n\r\nbody\r\n")});
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0][0].outcome, Outcome::kSent) << results[0][0].reason;
   EXPECT_FALSE(s.features().esmtp);
@@ -233,7 +237,8 @@ TEST_F(SinkTest, ServerWithoutEsmtpGetsHelo) {
 
 TEST_F(SinkTest, DisconnectDuringRcptDefersWithLostConnection) {
   StartSink({"-q", "RCPT"});
-  if (IsSkipped()) return;
+  if (IsSkipped())
+    return;
   SmtpClientSession s(Server());
   auto results = Deliver(s, {Make("a@example.org", {"x@example.com"}, "Subject: x\r\n\r\n")});
   ASSERT_EQ(results.size(), 1u);
@@ -246,7 +251,8 @@ TEST_F(SinkTest, DisconnectDuringRcptDefersWithLostConnection) {
 
 TEST_F(SinkTest, GoodbyeAtDataDefersAndCloses) {
   StartSink({"-Q", "DATA"});
-  if (IsSkipped()) return;
+  if (IsSkipped())
+    return;
   SmtpClientSession s(Server());
   auto results = Deliver(s, {Make("a@example.org", {"x@example.com"}, "Subject: x\r\n\r\n")});
   ASSERT_EQ(results.size(), 1u);

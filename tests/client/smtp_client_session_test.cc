@@ -17,7 +17,9 @@ constexpr char kEhloFull[] =
     "250-DSN\r\n250-SMTPUTF8\r\n250 STARTTLS\r\n";
 constexpr char kEhloPlain[] = "250-mx.internal\r\n250 8BITMIME\r\n";  // no PIPELINING
 
-ServerIdentity Server() { return ServerIdentity{"relay.example", "mx.internal", "10.0.0.5", 2525}; }
+ServerIdentity Server() {
+  return ServerIdentity{"relay.example", "mx.internal", "10.0.0.5", 2525};
+}
 
 ClientTransaction Tx(std::vector<std::string> rcpts, uint64_t size = 100) {
   ClientTransaction t;
@@ -64,9 +66,10 @@ TEST(SmtpClientSessionTest, PipelinedTransactionWithMixedRecipientResults) {
   EXPECT_EQ(s.features().size_limit, 10240000u);
   EXPECT_TRUE(s.features().starttls);
   EXPECT_EQ(s.phase(), Phase::kMail);
-  EXPECT_EQ(Feed(s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <b@d.example>: Recipient "
-                    "address rejected: User unknown\r\n450 4.2.0 <c@d.example>: greylisted\r\n"
-                    "354 End data with <CR><LF>.<CR><LF>\r\n",
+  EXPECT_EQ(Feed(s,
+                 "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <b@d.example>: Recipient "
+                 "address rejected: User unknown\r\n450 4.2.0 <c@d.example>: greylisted\r\n"
+                 "354 End data with <CR><LF>.<CR><LF>\r\n",
                  1),
             "");
   ASSERT_TRUE(s.WantsBody());
@@ -168,8 +171,7 @@ TEST(SmtpClientSessionTest, HeloRejectedBouncesAsSiteFailure) {
   EXPECT_EQ(Feed(s, "550 go away\r\n"), "QUIT\r\n");
   ASSERT_TRUE(s.TransactionDone());
   EXPECT_EQ(s.results()[0].outcome, Outcome::kBounced);
-  EXPECT_EQ(s.results()[0].reason,
-            "host mx.internal[10.0.0.5] refused to talk to me: 550 go away");
+  EXPECT_EQ(s.results()[0].reason, "host mx.internal[10.0.0.5] refused to talk to me: 550 go away");
   EXPECT_TRUE(s.results()[0].site_failure);
 }
 
@@ -205,9 +207,8 @@ TEST(SmtpClientSessionTest, GreetingPermanentFailureBounces) {
 }
 
 TEST(SmtpClientSessionTest, MailRejectionAppliesToAllRecipients) {
-  for (const auto& [reply, outcome] :
-       std::vector<std::pair<std::string, Outcome>>{{"452 4.3.1 full", Outcome::kDeferred},
-                                                    {"553 5.7.1 sender bad", Outcome::kBounced}}) {
+  for (const auto& [reply, outcome] : std::vector<std::pair<std::string, Outcome>>{
+           {"452 4.3.1 full", Outcome::kDeferred}, {"553 5.7.1 sender bad", Outcome::kBounced}}) {
     SmtpClientSession s(Server());
     Handshake(s, Tx({"a@d", "b@d"}), kEhloFull);
     // Pipelined: the RCPT and DATA replies still come and must be consumed in order.
@@ -215,8 +216,8 @@ TEST(SmtpClientSessionTest, MailRejectionAppliesToAllRecipients) {
     ASSERT_TRUE(s.TransactionDone());
     for (const auto& r : s.results()) {
       EXPECT_EQ(r.outcome, outcome);
-      EXPECT_EQ(r.reason, "host mx.internal[10.0.0.5] said: " + reply +
-                              " (in reply to MAIL FROM command)");
+      EXPECT_EQ(r.reason,
+                "host mx.internal[10.0.0.5] said: " + reply + " (in reply to MAIL FROM command)");
     }
     EXPECT_TRUE(s.CanReuse());
   }
@@ -408,8 +409,7 @@ TEST(SmtpClientSessionTest, ConnectTimeout) {
   SmtpClientSession s(Server());
   s.Start(Tx({"a@d"}));
   EXPECT_TRUE(s.OnTimeout(Phase::kConnecting));
-  EXPECT_EQ(s.results()[0].reason,
-            "connect to mx.internal[10.0.0.5]:2525: Connection timed out");
+  EXPECT_EQ(s.results()[0].reason, "connect to mx.internal[10.0.0.5]:2525: Connection timed out");
 }
 
 TEST(SmtpClientSessionTest, LostConnectionTextsNameThePhase) {
@@ -430,8 +430,8 @@ TEST(SmtpClientSessionTest, LostConnectionTextsNameThePhase) {
     SmtpClientSession s(Server());
     s.Start(Tx({"a@d"}));
     s.OnConnected();
-    const std::vector<std::string> script = {"220 hi\r\n", kEhloPlain, "250 ok\r\n",
-                                             "250 ok\r\n", "354 go\r\n"};
+    const std::vector<std::string> script = {"220 hi\r\n", kEhloPlain, "250 ok\r\n", "250 ok\r\n",
+                                             "354 go\r\n"};
     for (int i = 0; i < c.replies && i < 5; ++i) {
       Feed(s, script[i]);
     }
@@ -479,8 +479,13 @@ TEST(SmtpClientSessionTest, TimeoutInEachPhasePicksThePostfixParameter) {
 
 TEST(SmtpClientSessionTest, GarbageRepliesDeferAndClose) {
   const std::vector<std::string> garbage = {
-      "hello there\r\n", "2\r\n", "25\r\n", "250x\r\n", "999 what\r\n", "\r\n",
-      "250-a\r\n251 b\r\n",  // code changes inside a multi-line reply
+      "hello there\r\n",
+      "2\r\n",
+      "25\r\n",
+      "250x\r\n",
+      "999 what\r\n",
+      "\r\n",
+      "250-a\r\n251 b\r\n",                       // code changes inside a multi-line reply
       std::string(kReplyLineBytesMax + 10, 'x'),  // no newline at all
   };
   for (const std::string& g : garbage) {
@@ -568,9 +573,9 @@ TEST(SmtpClientSessionTest, DotStuffingOfRandomContentAtRandomSplitsMatchesWhole
 
 TEST(SmtpClientSessionTest, RandomServerBytesNeverCrashAndAlwaysSettle) {
   std::mt19937 rng(12345);
-  const std::vector<std::string> pieces = {"220 ", "250", "-", " ", "354 go", "\r\n", "\n",
-                                           "550 5.1.1 x", "421", "PIPELINING", "\r", "\0",
-                                           "xyz", "9", "2.0.0 "};
+  const std::vector<std::string> pieces = {"220 ", "250", "-",           " ",   "354 go",
+                                           "\r\n", "\n",  "550 5.1.1 x", "421", "PIPELINING",
+                                           "\r",   "\0",  "xyz",         "9",   "2.0.0 "};
   for (int round = 0; round < 2000; ++round) {
     SmtpClientSession s(Server());
     s.Start(Tx({"a@d", "b@d"}));

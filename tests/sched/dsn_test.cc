@@ -46,7 +46,8 @@ Entity ParseEntity(const std::string& text) {
     size_t colon = line.find(':');
     EXPECT_NE(colon, std::string::npos) << line;
     name = line.substr(0, colon);
-    for (char& c : name) c = static_cast<char>(tolower(c));
+    for (char& c : name)
+      c = static_cast<char>(tolower(c));
     e.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
   }
   return e;
@@ -90,7 +91,8 @@ std::vector<std::map<std::string, std::string>> StatusGroups(const std::string& 
     std::string line = body.substr(pos, nl - pos);
     pos = nl + 2;
     if (line.empty()) {
-      if (!groups.back().empty()) groups.emplace_back();
+      if (!groups.back().empty())
+        groups.emplace_back();
       continue;
     }
     if (line[0] == ' ') {
@@ -101,7 +103,8 @@ std::vector<std::map<std::string, std::string>> StatusGroups(const std::string& 
     last = line.substr(0, colon);
     groups.back()[last] = line.substr(colon + 2);
   }
-  if (groups.back().empty()) groups.pop_back();
+  if (groups.back().empty())
+    groups.pop_back();
   return groups;
 }
 
@@ -281,8 +284,9 @@ TEST(DsnTest, DelayWarning) {
 }
 
 TEST(DsnTest, BoundaryNeverOccursInTheReturnedContent) {
-  std::string original = std::string("Subject: trap\r\nX-Trap: --3F2A1C.1700000100/mx1.example.net\r\n"
-                                     "\r\nbody\r\n");
+  std::string original = std::string(
+      "Subject: trap\r\nX-Trap: --3F2A1C.1700000100/mx1.example.net\r\n"
+      "\r\nbody\r\n");
   DsnRequest r = Request();
   r.original_message = original;
   auto dsn = ComposeDsn(r);
@@ -311,8 +315,7 @@ TEST(DsnTest, HostileReasonsCannotInjectLinesAndLinesStayShort) {
     ASSERT_NE(nl, std::string::npos);
     // Only the one unbreakable 3000-byte word may exceed the fold column.
     if (nl - pos > 998) {
-      EXPECT_NE(dsn->content.substr(pos, nl - pos).find(std::string(3000, 'a')),
-                std::string::npos);
+      EXPECT_NE(dsn->content.substr(pos, nl - pos).find(std::string(3000, 'a')), std::string::npos);
     }
     pos = nl + 2;
   }

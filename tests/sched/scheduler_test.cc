@@ -26,7 +26,7 @@ QueuedMessage Msg(std::string id, std::vector<QueuedRecipient> rcpts, absl::Time
 
 RecipientResult Sent() {
   return RecipientResult{DeliveryStatus::kSent, "2.0.0", "250 2.0.0 Ok", "250 2.0.0 Ok",
-                         "mx.internal", false, false};
+                         "mx.internal",         false,   false};
 }
 RecipientResult Deferred(bool site = false) {
   return RecipientResult{DeliveryStatus::kDeferred,
@@ -40,8 +40,13 @@ RecipientResult Deferred(bool site = false) {
                          false};
 }
 RecipientResult Bounced() {
-  return RecipientResult{DeliveryStatus::kBounced, "5.1.1", "host said 550", "550 5.1.1 no",
-                         "mx.internal", false, false};
+  return RecipientResult{DeliveryStatus::kBounced,
+                         "5.1.1",
+                         "host said 550",
+                         "550 5.1.1 no",
+                         "mx.internal",
+                         false,
+                         false};
 }
 
 std::vector<RecipientResult> All(const Job& job, const RecipientResult& r) {
@@ -53,7 +58,8 @@ std::vector<Job> Drain(Scheduler& s, absl::Time now, int max = 1000) {
   std::vector<Job> jobs;
   for (int i = 0; i < max; ++i) {
     auto j = s.NextWork(now);
-    if (!j) break;
+    if (!j)
+      break;
     jobs.push_back(std::move(*j));
   }
   return jobs;
@@ -71,18 +77,19 @@ TEST(SchedulerTest, RecipientsAreGroupedPerDestinationUpToTheRecipientLimit) {
   SchedulerConfig c;
   c.destination_recipient_limit["relay"] = 2;
   Scheduler s(c);
-  ASSERT_TRUE(s.Enqueue(Msg("M1", {Rcpt("a1@a", "[a]:25"), Rcpt("b1@b", "[b]:25"),
-                                   Rcpt("a2@a", "[a]:25"), Rcpt("a3@a", "[a]:25"),
-                                   Rcpt("b2@b", "[b]:25"), Rcpt("a4@a", "[a]:25"),
-                                   Rcpt("a5@a", "[a]:25")}),
-                        kT0)
-                  .ok());
+  ASSERT_TRUE(
+      s.Enqueue(Msg("M1", {Rcpt("a1@a", "[a]:25"), Rcpt("b1@b", "[b]:25"), Rcpt("a2@a", "[a]:25"),
+                           Rcpt("a3@a", "[a]:25"), Rcpt("b2@b", "[b]:25"), Rcpt("a4@a", "[a]:25"),
+                           Rcpt("a5@a", "[a]:25")}),
+                kT0)
+          .ok());
   auto jobs = Drain(s, kT0);
   std::map<std::string, std::vector<std::vector<std::string>>> by_dest;
   for (const Job& j : jobs) {
     EXPECT_EQ(j.message_id, "M1");
     std::vector<std::string> addrs;
-    for (const auto& r : j.recipients) addrs.push_back(r.address);
+    for (const auto& r : j.recipients)
+      addrs.push_back(r.address);
     by_dest[j.destination].push_back(addrs);
   }
   using V = std::vector<std::vector<std::string>>;
@@ -95,7 +102,7 @@ TEST(SchedulerTest, RecipientsAreGroupedPerDestinationUpToTheRecipientLimit) {
 TEST(SchedulerTest, ConcurrencyLimitPerDestinationAndShard) {
   SchedulerConfig c;
   c.shard_count = 2;
-  c.default_destination_concurrency_limit = 4;  // 2 per shard
+  c.default_destination_concurrency_limit = 4;   // 2 per shard
   c.destination_concurrency_limit["relay"] = 2;  // 1 per shard
   Scheduler s(c);
   for (int i = 0; i < 5; ++i) {
@@ -105,14 +112,15 @@ TEST(SchedulerTest, ConcurrencyLimitPerDestinationAndShard) {
   auto jobs = Drain(s, kT0);
   int smtp = 0;
   int relay = 0;
-  for (const Job& j : jobs) (j.transport == "smtp" ? smtp : relay)++;
+  for (const Job& j : jobs)
+    (j.transport == "smtp" ? smtp : relay)++;
   EXPECT_EQ(smtp, 2);
   EXPECT_EQ(relay, 1);
   EXPECT_EQ(s.InFlight("smtp:[a]:25"), 2);
   EXPECT_EQ(s.InFlight("relay:[b]:25"), 1);
   // A result frees a slot for that destination only.
-  const Job& first_relay = *std::find_if(jobs.begin(), jobs.end(),
-                                         [](const Job& j) { return j.transport == "relay"; });
+  const Job& first_relay =
+      *std::find_if(jobs.begin(), jobs.end(), [](const Job& j) { return j.transport == "relay"; });
   s.OnResult(first_relay.id, All(first_relay, Sent()), kT0);
   auto more = Drain(s, kT0);
   ASSERT_EQ(more.size(), 1u);
@@ -273,7 +281,8 @@ TEST(SchedulerTest, DeadDestinationIsSuspendedAsAWholeAndRecovers) {
   // The others keep their own backoff (M3 was deferred a second later); the next scan
   // delivers them.
   for (absl::Time t : {later, later + absl::Seconds(10)}) {
-    for (const Job& j : Drain(s, t)) s.OnResult(j.id, All(j, Sent()), t);
+    for (const Job& j : Drain(s, t))
+      s.OnResult(j.id, All(j, Sent()), t);
   }
   EXPECT_EQ(s.TakeFinished().size(), 4u);
 }
