@@ -38,7 +38,7 @@ namespace {
 
 // Command flags, after Postfix's smtpd_cmd_table.
 constexpr uint8_t kFlagLimit = 1;    // counts towards smtpd_junk_command_limit
-constexpr uint8_t kFlagPreTls = 2;   // allowed before STARTTLS when TLS is enforced
+constexpr uint8_t kFlagPreTls = 2;   // allowed in plaintext when TLS is required
 constexpr uint8_t kFlagLast = 4;     // RFC 2920: ends a pipelined group (client must wait)
 
 constexpr std::string_view kAfterData = "DATA content";
@@ -491,6 +491,11 @@ void SmtpSession::Dispatch(std::string_view line, std::string_view* input) {
   }
   const Command* spec = FindCommand(verb);
   MOAT_CHECK(spec != nullptr);
+  if (settings_.tls_required && !tls_active_ && (spec->flags & kFlagPreTls) == 0) {
+    Reply("530 5.7.0 Must issue a STARTTLS command first");
+    ++error_count_;
+    return;
+  }
   where_ = std::string(SmtpVerbName(verb));
   // RFC 2920: without EHLO nothing may be pipelined, and after a group-ending command the
   // client must wait for the reply. Postfix's smtpd_flag_ill_pipelining().

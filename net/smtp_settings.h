@@ -61,6 +61,10 @@ struct SessionSettings {
   size_t data_line_bytes_max = 1000;
   // STARTTLS can be offered (a TLS context exists). The STARTTLS issue wires it.
   bool starttls_available = false;
+  // smtpd_tls_security_level = encrypt: only commands allowed before TLS (EHLO, HELO,
+  // STARTTLS, NOOP, QUIT, HELP) work in plaintext; the rest get
+  // "530 5.7.0 Must issue a STARTTLS command first".
+  bool tls_required = false;
 };
 
 }  // namespace moat::net

@@ -994,6 +994,19 @@ TEST_F(SessionTest, StartTlsDiscardsPipelinedPlaintextAndResets) {
                         "bits))\r\n\tby mx.example (moat) with ESMTPS id QID1\r\n"));
 }
 
+TEST_F(SessionTest, TlsRequiredRefusesMailUntilStartTls) {
+  settings_.starttls_available = true;
+  settings_.tls_required = true;
+  OpenEhlo();
+  EXPECT_EQ(Send("MAIL FROM:<a@b.example>\r\n"),
+            "530 5.7.0 Must issue a STARTTLS command first\r\n");
+  EXPECT_EQ(Send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
+  EXPECT_EQ(Send("STARTTLS\r\n"), "220 2.0.0 Ready to start TLS\r\n");
+  session_->OnTlsStarted(TlsInfo{"TLSv1.3", "TLS_AES_128_GCM_SHA256", 128, 128});
+  Send("EHLO c\r\n");
+  EXPECT_EQ(Send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
+}
+
 TEST_F(SessionTest, DestructionWhileOpenLogsLostConnection) {
   OpenEhlo();
   session_.reset();
