@@ -49,9 +49,42 @@ int CpuCount() {
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
+// One configuration generation: the snapshot and what is built from it (session settings,
+// the policy engine with its tables). Immutable and shared by the shards; a session pins the
+// generation it started with (one refcount per connection), so a reload never changes the
+// rules under a transaction, and the old tables are unmapped when the last session of the
+// old generation ends.
+struct Generation {
+  uint64_t number = 0;
+  std::shared_ptr<const config::Config> config;
+  net::SessionSettings session_settings;
+  std::unique_ptr<net::PolicyEngine> policy;
+};
+
+absl::StatusOr<std::shared_ptr<const Generation>> BuildGeneration(
+    std::shared_ptr<const config::Config> config, uint64_t number) {
+  absl::StatusOr<net::PolicySettings> policy_settings = net::BuildPolicySettings(*config);
+  if (!policy_settings.ok()) {
+    return policy_settings.status();
+  }
+  absl::StatusOr<std::unique_ptr<net::PolicyEngine>> policy =
+      net::PolicyEngine::Create(*std::move(policy_settings));
+  if (!policy.ok()) {
+    return policy.status();
+  }
+  auto generation = std::make_shared<Generation>();
+  generation->number = number;
+  generation->session_settings = MakeSessionSettings(*config);
+  generation->policy = *std::move(policy);
+  generation->config = std::move(config);
+  return std::shared_ptr<const Generation>(std::move(generation));
+}
+
 // Everything one shard owns besides what the reactor's Shard owns.
 struct ShardRuntime {
   int index = 0;
+  // The generation new connections get. Shard thread only (set at start and by reloads).
+  std::shared_ptr<const Generation> generation;
   std::unique_ptr<ShardSpool> spool;
   // The delivery side's admin operations; null while no delivery pipeline runs.
   ShardQueueOps* queue_ops = nullptr;
@@ -209,9 +242,58 @@ net::ConnectionInfo MakeConnectionInfo(const reactor::Connection& connection,
   return info;
 }
 
+// Reloads main.cf and the tables (SIGHUP or `moat reload`): builds a new generation on the
+// calling control-plane thread (table files are mapped and checked here), then publishes it
+// to every shard through its inbox. On any error the running generation stays.
+class Reloader {
+ public:
+  Reloader(config::MainCfLocation location, std::shared_ptr<const config::Config> running)
+      : location_(std::move(location)), running_(std::move(running)) {}
+
+  void SetGroup(reactor::ShardGroup* group) { group_ = group; }
+
+  absl::Status Reload() {
+    absl::MutexLock lock(&mutex_);
+    config::LoadResult loaded = location_.use_embedded_default
+                                    ? config::Config::LoadEmbeddedDefault(
+                                          running_->String("queue_directory"))
+                                    : config::LoadLocated(location_);
+    LogDiagnostics(loaded.diagnostics);
+    if (loaded.config == nullptr) {
+      return absl::InvalidArgumentError(
+          "the configuration has errors; the running configuration stays");
+    }
+    absl::StatusOr<std::shared_ptr<const Generation>> next =
+        BuildGeneration(loaded.config, ++number_);
+    if (!next.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          next.status().message(), "; the running configuration stays"));
+    }
+    for (const char* name : {"moat_listen", "moat_shards", "queue_directory",
+                             "moat_control_socket"}) {
+      if (loaded.config->String(name) != running_->String(name)) {
+        log::Warning("reload: %s changed; it takes effect when moat restarts", name);
+      }
+    }
+    if (group_ == nullptr || !group_->Reload(*next, absl::Seconds(10))) {
+      return absl::UnavailableError("not every shard took the new configuration in time");
+    }
+    running_ = loaded.config;
+    log::Info("reload: configuration generation %d in use (%s)", number_, running_->Source());
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Mutex mutex_;
+  const config::MainCfLocation location_;
+  std::shared_ptr<const config::Config> running_ ABSL_GUARDED_BY(mutex_);
+  uint64_t number_ ABSL_GUARDED_BY(mutex_) = 1;
+  reactor::ShardGroup* group_ = nullptr;
+};
+
 ControlReply HandleAdmin(reactor::ShardGroup& group,
                          std::vector<std::unique_ptr<ShardRuntime>>& runtimes,
-                         std::string_view line) {
+                         Reloader& reloader, std::string_view line) {
   absl::StatusOr<AdminRequest> request = ParseAdminRequest(std::string(line));
   if (!request.ok()) {
     return {false, std::string(request.status().message())};
@@ -330,8 +412,13 @@ ControlReply HandleAdmin(reactor::ShardGroup& group,
       }
       return {true, FormatStats(stats)};
     }
-    case AdminRequest::Verb::kReload:
-      return {false, "reload is not implemented yet: restart the daemon to apply changes"};
+    case AdminRequest::Verb::kReload: {
+      absl::Status status = reloader.Reload();
+      if (!status.ok()) {
+        return {false, std::string(status.message())};
+      }
+      return {true, ""};
+    }
   }
   return {false, "unhandled request"};
 }
@@ -378,18 +465,11 @@ int Serve(const ServeOptions& options) {
   }
 
   // Policy and session settings: immutable, shared read-only by every shard.
-  absl::StatusOr<net::PolicySettings> policy_settings = net::BuildPolicySettings(*config);
-  if (!policy_settings.ok()) {
-    log::Error("%s: %s", config->Source(), policy_settings.status().message());
+  absl::StatusOr<std::shared_ptr<const Generation>> first = BuildGeneration(config, 1);
+  if (!first.ok()) {
+    log::Error("%s: %s", config->Source(), first.status().message());
     return 1;
   }
-  absl::StatusOr<std::unique_ptr<net::PolicyEngine>> policy =
-      net::PolicyEngine::Create(*std::move(policy_settings));
-  if (!policy.ok()) {
-    log::Error("%s: %s", config->Source(), policy.status().message());
-    return 1;
-  }
-  const net::SessionSettings session_settings = MakeSessionSettings(*config);
 
   // Listen addresses.
   reactor::ShardGroupOptions group_options;
@@ -439,18 +519,24 @@ int Serve(const ServeOptions& options) {
     log::Info("spool recovery: %d messages with undelivered recipients", recovered);
   }
 
-  net::Policy* shared_policy = policy->get();
-  const config::Config* cfg = config.get();
-  group_options.on_start = [&runtimes, &session_settings, shared_policy, cfg](
-                               reactor::Shard& shard) {
+  for (auto& rt : runtimes) {
+    rt->generation = *first;
+  }
+  group_options.on_start = [&runtimes](reactor::Shard& shard) {
     ShardRuntime& rt = *runtimes[static_cast<size_t>(shard.index())];
     rt.spool->Attach(&shard.reactor(), [](const queue::QueuedMessage& /*message*/) {});
-    shard.SetHandlerFactory([&rt, &session_settings, shared_policy, cfg](
-                                reactor::Connection& connection,
-                                const reactor::ClientInfo& client)
+    shard.SetHandlerFactory([&rt](reactor::Connection& connection,
+                                  const reactor::ClientInfo& client)
                                 -> std::unique_ptr<reactor::StreamHandler> {
-      return std::make_unique<SessionHandler>(session_settings, *shared_policy, *rt.spool,
-                                              MakeConnectionInfo(connection, client, *cfg));
+      std::shared_ptr<const Generation> g = rt.generation;
+      net::ConnectionInfo info = MakeConnectionInfo(connection, client, *g->config);
+      const net::SessionSettings& settings = g->session_settings;
+      net::Policy& policy = *g->policy;
+      return std::make_unique<SessionHandler>(settings, policy, *rt.spool, std::move(info),
+                                              std::move(g));
+    });
+    shard.SetReloadHandler([&rt](std::shared_ptr<const void> snapshot) {
+      rt.generation = std::static_pointer_cast<const Generation>(std::move(snapshot));
     });
     shard.SetShutdownBarrier([&rt] { return rt.spool->Idle(); });
   };
@@ -461,10 +547,12 @@ int Serve(const ServeOptions& options) {
     return 1;
   }
   reactor::ShardGroup* running = group->get();
+  Reloader reloader(location, config);
+  reloader.SetGroup(running);
   const std::string control_path = config->String("moat_control_socket");
-  absl::StatusOr<std::unique_ptr<ControlServer>> control =
-      ControlServer::Start(control_path, [running, &runtimes](std::string_view line) {
-        return HandleAdmin(*running, runtimes, line);
+  absl::StatusOr<std::unique_ptr<ControlServer>> control = ControlServer::Start(
+      control_path, [running, &runtimes, &reloader](std::string_view line) {
+        return HandleAdmin(*running, runtimes, reloader, line);
       });
   if (!control.ok()) {
     log::Error("control socket: %s", control.status().message());
@@ -479,8 +567,11 @@ int Serve(const ServeOptions& options) {
   log::Info("daemon started: %d shards, listening on %s%s", shards,
             absl::StrJoin(listening, ", "),
             (*group)->steering() ? "" : " (no client-IP steering: kernel refused the program)");
-  int status = (*group)->RunUntilShutdown(kShutdownGrace, [] {
-    log::Warning("reload is not implemented yet: configuration unchanged");
+  int status = (*group)->RunUntilShutdown(kShutdownGrace, [&reloader] {
+    absl::Status reloaded = reloader.Reload();
+    if (!reloaded.ok()) {
+      log::Error("reload: %s", reloaded.message());
+    }
   });
   control->reset();  // no admin request may reach the shards once they are gone
   log::Info("daemon stopped");

@@ -7,8 +7,9 @@
 namespace moat::server {
 
 SessionHandler::SessionHandler(const net::SessionSettings& settings, net::Policy& policy,
-                               ShardSpool& spool, net::ConnectionInfo info)
-    : spool_(spool), session_(settings, policy, spool, std::move(info)) {
+                               ShardSpool& spool, net::ConnectionInfo info,
+                               std::shared_ptr<const void> pin)
+    : pin_(std::move(pin)), spool_(spool), session_(settings, policy, spool, std::move(info)) {
   spool_.Register(&session_, this);
 }
 

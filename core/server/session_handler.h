@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 
 #include "core/reactor/connection.h"
@@ -20,8 +21,10 @@ namespace moat::server {
 
 class SessionHandler final : public reactor::StreamHandler, public AnswerTarget {
  public:
+  // `pin` keeps whatever owns `settings` and `policy` (the configuration generation the
+  // session started with) alive for the session's lifetime.
   SessionHandler(const net::SessionSettings& settings, net::Policy& policy, ShardSpool& spool,
-                 net::ConnectionInfo info);
+                 net::ConnectionInfo info, std::shared_ptr<const void> pin = nullptr);
   ~SessionHandler() override;
 
   void OnOpen(reactor::Connection& connection) override;
@@ -41,6 +44,7 @@ class SessionHandler final : public reactor::StreamHandler, public AnswerTarget 
   net::SmtpSession& session() { return session_; }
 
  private:
+  std::shared_ptr<const void> pin_;  // declared first: outlives the session
   ShardSpool& spool_;
   net::SmtpSession session_;
   reactor::Connection* connection_ = nullptr;

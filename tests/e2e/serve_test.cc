@@ -281,3 +281,70 @@ TEST_F(ServeTest, KillDashNineUnderLoadLosesNoAcknowledgedMessage) {
 
 }  // namespace
 }  // namespace moat
+
+namespace moat {
+namespace {
+
+// moat reload (and SIGHUP): a recompiled recipient table takes effect for new sessions; a
+// session that was open before keeps working.
+TEST_F(ServeTest, ReloadPicksUpARecompiledTableWithoutDroppingSessions) {
+  auto server = StartServer();
+  SmtpClient before;
+  Connect(before);
+  ASSERT_EQ(ReplyCode(before.Command("MAIL FROM:<s@example.org>")), 250);
+  EXPECT_EQ(ReplyCode(before.Command("RCPT TO:<carol@example.com>")), 550);
+  ASSERT_EQ(ReplyCode(before.Command("RSET")), 250);
+
+  dir_.Write("relay_recipients", "alice@example.com OK\nbob@example.com x\ncarol@example.com OK\n");
+  auto postmap = testing::RunMoat({"postmap", "hash:" + dir_.path() + "/relay_recipients"});
+  ASSERT_EQ(postmap.exit_code, 0) << postmap.err;
+  auto reload = testing::RunMoat({"reload", "-c", dir_.path()});
+  ASSERT_EQ(reload.exit_code, 0) << reload.err << server->Stderr();
+
+  SmtpClient after;
+  Connect(after);
+  ASSERT_EQ(ReplyCode(after.Command("MAIL FROM:<s@example.org>")), 250);
+  EXPECT_EQ(ReplyCode(after.Command("RCPT TO:<carol@example.com>")), 250);
+
+  // The session from before the reload goes on (with the rules it started with).
+  std::string reply = before.SendMail("s@example.org", "alice@example.com", "Subject: x\r\n\r\nx\r\n");
+  EXPECT_EQ(ReplyCode(reply), 250) << reply;
+
+  // SIGHUP does the same.
+  kill(server->pid(), SIGHUP);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server->Stderr().find("reload: configuration generation 3") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(server->Stderr().find("reload: configuration generation 3"), std::string::npos)
+      << server->Stderr();
+}
+
+TEST_F(ServeTest, QueueListShowsWhatIsSpooled) {
+  auto server = StartServer();
+  SmtpClient c;
+  Connect(c);
+  std::string reply = c.SendMail("sender@example.org", "bob@example.com", "Subject: q\r\n\r\nq\r\n");
+  ASSERT_EQ(ReplyCode(reply), 250) << reply;
+  std::string id = testing::QueuedId(reply);
+  auto list = testing::RunMoat({"queue", "-c", dir_.path(), "list"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("-Queue ID-"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(id), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("sender@example.org"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("bob@example.com"), std::string::npos) << list.out;
+  auto show = testing::RunMoat({"queue", "-c", dir_.path(), "show", id});
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("Subject: q"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("Received: from"), std::string::npos) << show.out;
+  auto missing = testing::RunMoat({"queue", "-c", dir_.path(), "show", "NOSUCHID"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("no such message"), std::string::npos) << missing.err;
+  auto stats = testing::RunMoat({"stats", "-c", dir_.path()});
+  EXPECT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_NE(stats.out.find("messages_accepted: 1"), std::string::npos) << stats.out;
+}
+
+}  // namespace
+}  // namespace moat
