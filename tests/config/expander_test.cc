@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace moat::config {
@@ -120,7 +121,7 @@ TEST_F(ExpanderTest, SelfReferenceIsALoop) {
 TEST_F(ExpanderTest, DeepChainsHitTheDepthLimitNotTheStack) {
   // p0 -> p1 -> ... -> p199: longer than kExpansionDepthMax, no loop.
   for (int i = 0; i < 200; ++i) {
-    params_["p" + std::to_string(i)] = "$p" + std::to_string(i + 1);
+    params_[absl::StrCat("p", i)] = absl::StrCat("$p", i + 1);
   }
   params_["p200"] = "end";
   auto r = Expand("$p0");
