@@ -2,6 +2,8 @@
 // runs the engine, prints the report (text on stdout, or one JSON object with --json) and
 // exits 0 when every message was accepted (send), received (sink) or relayed (run), 1
 // otherwise, 2 on a usage error.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -43,6 +45,12 @@ int main(int argc, char** argv) {
   if (options->help) {
     std::fputs(moat::loadgen::Usage(), stdout);
     return 0;
+  }
+  // Thousands of sessions need thousands of descriptors: take the hard limit.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
   }
   moat::loadgen::Engine::InstallSignalHandlers();
   moat::loadgen::Engine engine(*options);
