@@ -186,8 +186,8 @@ absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const Sca
       } else {
         visit(header, pos, std::string_view(data + pos + kHeaderBytes, header.payload_bytes));
         ++result.records;
+        last_sequence = header.sequence;
       }
-      last_sequence = header.sequence;
       pos += RecordBytes(header.payload_bytes);
       continue;
     }
