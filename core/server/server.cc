@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/server/admin.h"
 #include "core/server/control.h"
+#include "core/server/delivery.h"
 #include "core/server/queue_ops.h"
 #include "core/server/session_handler.h"
 #include "core/server/session_settings.h"
@@ -86,7 +87,8 @@ struct ShardRuntime {
   // The generation new connections get. Shard thread only (set at start and by reloads).
   std::shared_ptr<const Generation> generation;
   std::unique_ptr<ShardSpool> spool;
-  // The delivery side's admin operations; null while no delivery pipeline runs.
+  // The delivery side (scheduler, SMTP client connections) and its admin operations.
+  std::unique_ptr<DeliveryPipeline> delivery;
   ShardQueueOps* queue_ops = nullptr;
 };
 
@@ -521,10 +523,39 @@ int Serve(const ServeOptions& options) {
 
   for (auto& rt : runtimes) {
     rt->generation = *first;
+    ShardRuntime* r = rt.get();
+    // Next hops for the daemon's own messages (bounces): the generation's resolver.
+    auto resolver = [r](std::string_view address) -> std::string {
+      net::PolicyDecision failure;
+      std::vector<net::ResolvedRecipient> resolved =
+          r->generation->policy->Resolve(address, &failure);
+      return resolved.empty() ? std::string() : resolved.front().next_hop;
+    };
+    rt->delivery = std::make_unique<DeliveryPipeline>(MakeDeliverySettings(*config, shards),
+                                                      *rt->spool, resolver);
+    rt->queue_ops = rt->delivery.get();
+    // Recovered messages go to the scheduler with their content, read here on the control
+    // thread (never on a shard thread).
+    queue::Spool& spool = rt->spool->spool();
+    std::vector<const queue::QueuedMessage*> pending;
+    spool.index().ForEachPending([&](const queue::QueuedMessage& m) { pending.push_back(&m); });
+    for (const queue::QueuedMessage* m : pending) {
+      absl::StatusOr<std::string> content = spool.ReadContent(*m);
+      if (!content.ok()) {
+        log::Warning("%s: cannot read its content: %s; left in the spool", m->envelope.queue_id,
+                     content.status().message());
+        continue;
+      }
+      rt->delivery->AddRecovered(*m, *std::move(content));
+    }
   }
   group_options.on_start = [&runtimes](reactor::Shard& shard) {
     ShardRuntime& rt = *runtimes[static_cast<size_t>(shard.index())];
-    rt.spool->Attach(&shard.reactor(), [](const queue::QueuedMessage& /*message*/) {});
+    rt.spool->Attach(&shard.reactor(), [&rt](const queue::QueuedMessage& message,
+                                             std::shared_ptr<const std::string> content) {
+      rt.delivery->OnDurable(message, std::move(content));
+    });
+    rt.delivery->Attach(&shard.reactor());
     shard.SetHandlerFactory([&rt](reactor::Connection& connection,
                                   const reactor::ClientInfo& client)
                                 -> std::unique_ptr<reactor::StreamHandler> {
@@ -538,7 +569,12 @@ int Serve(const ServeOptions& options) {
     shard.SetReloadHandler([&rt](std::shared_ptr<const void> snapshot) {
       rt.generation = std::static_pointer_cast<const Generation>(std::move(snapshot));
     });
-    shard.SetShutdownBarrier([&rt] { return rt.spool->Idle(); });
+    // At shutdown: every staged record (messages, journal) on disk, and the outbound
+    // connections told QUIT (bounded by the shard's barrier_wait_max).
+    shard.SetShutdownBarrier([&rt] {
+      rt.delivery->Stop();
+      return rt.spool->Idle() && rt.delivery->Idle();
+    });
   };
   absl::StatusOr<std::unique_ptr<reactor::ShardGroup>> group =
       reactor::ShardGroup::Start(std::move(group_options));

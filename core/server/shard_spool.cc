@@ -85,17 +85,37 @@ std::string ShardSpool::NewQueueId() { return spool_->NewQueueId(); }
 void ShardSpool::Submit(net::AcceptedMessage message, net::SmtpSession& session) {
   Waiter w;
   w.session = &session;
-  w.queue_id = message.queue_id;
-  w.sender = message.sender;
-  w.size = message.content.size();
-  std::string content = std::move(message.content);
+  w.content = std::make_shared<const std::string>(std::move(message.content));
   queue::MessageEnvelope envelope = ToEnvelope(message);
+  StageMessage(std::move(envelope), std::move(w));
+}
+
+void ShardSpool::SubmitInternal(queue::MessageEnvelope envelope, std::string content) {
+  Waiter w;
+  w.content = std::make_shared<const std::string>(std::move(content));
+  StageMessage(std::move(envelope), std::move(w));
+}
+
+void ShardSpool::StageMessage(queue::MessageEnvelope envelope, Waiter w) {
+  w.queue_id = envelope.queue_id;
+  w.sender = envelope.sender;
+  w.size = w.content->size();
   w.recipients = envelope.recipients.size();
-  queue::Ticket ticket = spool_->Stage(std::move(envelope), std::move(content));
-  by_session_[&session] = ticket.sequence;
+  // A view: the waiter keeps the bytes alive until TakeResults() returns the ticket.
+  queue::Ticket ticket = spool_->Stage(std::move(envelope), std::string_view(*w.content));
+  if (w.session != nullptr) {
+    by_session_[w.session] = ticket.sequence;
+  }
   waiters_.emplace(ticket.sequence, std::move(w));
   if (reactor_ != nullptr) {
     reactor_->RequestTurn();  // the turn hook starts the commit in this very turn
+  }
+}
+
+void ShardSpool::StageOutcome(const queue::OutcomeRecord& outcome) {
+  spool_->StageOutcome(outcome);
+  if (reactor_ != nullptr) {
+    reactor_->RequestTurn();
   }
 }
 
@@ -227,7 +247,7 @@ void ShardSpool::DeliverResults() {
     }
     if (r.error == 0 && on_durable_) {
       if (const queue::QueuedMessage* m = spool_->index().Find(w.queue_id)) {
-        on_durable_(*m);
+        on_durable_(*m, std::move(w.content));
       }
     }
   }

@@ -42,7 +42,8 @@ class AnswerTarget {
 class ShardSpool final : public net::MessageSink {
  public:
   // Told once per message that became durable (the outbound side picks it up there).
-  using DurableCallback = std::function<void(const queue::QueuedMessage&)>;
+  using DurableCallback = std::function<void(const queue::QueuedMessage& message,
+                                             std::shared_ptr<const std::string> content)>;
 
   explicit ShardSpool(std::unique_ptr<queue::Spool> spool);
   ~ShardSpool() override;
@@ -61,6 +62,11 @@ class ShardSpool final : public net::MessageSink {
   void Submit(net::AcceptedMessage message, net::SmtpSession& session) override;
   void Abandon(std::string_view queue_id) override;
 
+  // A message the daemon makes itself (a bounce): staged like a session's, no one waits.
+  void SubmitInternal(queue::MessageEnvelope envelope, std::string content);
+  // A delivery outcome for the journal: group-committed with the next batch.
+  void StageOutcome(const queue::OutcomeRecord& outcome);
+
   // The session is going away (its connection closed), maybe before its answer: forget it. The
   // message itself still becomes durable (the client never saw a 250 and will retry: a
   // possible duplicate, never a loss).
@@ -75,7 +81,10 @@ class ShardSpool final : public net::MessageSink {
 
  private:
   struct Waiter {
-    net::SmtpSession* session = nullptr;  // null once detached
+    net::SmtpSession* session = nullptr;  // null once detached, or for internal messages
+    // The content: the spool's batch points into it until the commit; then it goes on to
+    // the delivery side (no copy, no re-read).
+    std::shared_ptr<const std::string> content;
     std::string queue_id;
     std::string sender;
     uint64_t size = 0;
@@ -95,6 +104,7 @@ class ShardSpool final : public net::MessageSink {
   void OnStep(Step step, int32_t res);
   void FinishCommit(int result);
   void DeliverResults();
+  void StageMessage(queue::MessageEnvelope envelope, Waiter waiter);
 
   std::unique_ptr<queue::Spool> spool_;
   reactor::Reactor* reactor_ = nullptr;

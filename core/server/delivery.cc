@@ -1,0 +1,878 @@
+// core/server/delivery.cc: see delivery.h.
+#include "core/server/delivery.h"
+
+#include <arpa/inet.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/log/assert.h"
+#include "core/log/log.h"
+#include "core/reactor/operation.h"
+#include "queue/sched/delivery_log.h"
+#include "queue/sched/dsn.h"
+
+namespace moat::server {
+namespace {
+
+constexpr size_t kRecvBytes = 16384;
+
+uint8_t ToSchedNotify(uint8_t spool_notify) {
+  uint8_t n = 0;
+  if ((spool_notify & queue::kNotifyNever) != 0) {
+    n |= sched::kNotifyNever;
+  }
+  if ((spool_notify & queue::kNotifySuccess) != 0) {
+    n |= sched::kNotifySuccess;
+  }
+  if ((spool_notify & queue::kNotifyFailure) != 0) {
+    n |= sched::kNotifyFailure;
+  }
+  if ((spool_notify & queue::kNotifyDelay) != 0) {
+    n |= sched::kNotifyDelay;
+  }
+  return n;
+}
+
+std::string NotifyText(uint8_t sched_notify) {
+  if ((sched_notify & sched::kNotifyNever) != 0) {
+    return "NEVER";
+  }
+  std::string out;
+  auto add = [&out](const char* word) {
+    if (!out.empty()) {
+      out += ",";
+    }
+    out += word;
+  };
+  if ((sched_notify & sched::kNotifySuccess) != 0) {
+    add("SUCCESS");
+  }
+  if ((sched_notify & sched::kNotifyFailure) != 0) {
+    add("FAILURE");
+  }
+  if ((sched_notify & sched::kNotifyDelay) != 0) {
+    add("DELAY");
+  }
+  return out;
+}
+
+std::string_view DomainOf(std::string_view address) {
+  size_t at = address.rfind('@');
+  return at == std::string_view::npos ? std::string_view() : address.substr(at + 1);
+}
+
+}  // namespace
+
+DeliverySettings MakeDeliverySettings(const config::Config& c, int shard_count) {
+  DeliverySettings s;
+  sched::SchedulerConfig& q = s.scheduler;
+  q.shard_count = shard_count;
+  q.default_destination_concurrency_limit =
+      static_cast<int>(c.Int("default_destination_concurrency_limit"));
+  q.destination_concurrency_limit["relay"] =
+      static_cast<int>(c.Int("relay_destination_concurrency_limit"));
+  q.default_destination_recipient_limit =
+      static_cast<int>(c.Int("default_destination_recipient_limit"));
+  q.destination_recipient_limit["relay"] =
+      static_cast<int>(c.Int("relay_destination_recipient_limit"));
+  q.minimal_backoff_time = c.Time("minimal_backoff_time");
+  q.maximal_backoff_time = c.Time("maximal_backoff_time");
+  q.maximal_queue_lifetime = c.Time("maximal_queue_lifetime");
+  q.bounce_queue_lifetime = c.Time("bounce_queue_lifetime");
+  q.queue_run_delay = c.Time("queue_run_delay");
+  q.delay_warning_time = c.Time("delay_warning_time");
+  client::ClientTimeouts& t = s.timeouts;
+  t.connect = c.Time("smtp_connect_timeout");
+  t.helo = c.Time("smtp_helo_timeout");
+  t.mail = c.Time("smtp_mail_timeout");
+  t.rcpt = c.Time("smtp_rcpt_timeout");
+  t.data_init = c.Time("smtp_data_init_timeout");
+  t.data_xfer = c.Time("smtp_data_xfer_timeout");
+  t.data_done = c.Time("smtp_data_done_timeout");
+  t.quit = c.Time("smtp_quit_timeout");
+  t.idle = c.Time("smtp_connection_cache_time_limit");
+  s.cache.idle = t.idle;
+  s.cache.per_destination_max = static_cast<size_t>(
+      sched::PerShardLimit(q.default_destination_concurrency_limit, shard_count));
+  s.helo_name = c.String("myhostname");
+  s.myhostname = c.String("myhostname");
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------
+// One outbound SMTP connection on the shard's ring. Carries one job at a time; between
+// jobs it waits in the pipeline's connection cache (phase kIdle).
+class OutboundConnection {
+ public:
+  OutboundConnection(DeliveryPipeline* pipeline, uint64_t id, std::string destination,
+                     const client::NextHop& hop, const DeliverySettings& settings)
+      : pipeline_(pipeline),
+        id_(id),
+        destination_(std::move(destination)),
+        hop_(hop),
+        session_(client::ServerIdentity{settings.helo_name, hop.host, hop.host, hop.port},
+                 settings.timeouts),
+        timeouts_(settings.timeouts),
+        timer_([this] { OnTimer(); }) {}
+
+  // At process exit the pipeline abandons connections with operations still in flight (the
+  // ring is already gone then); otherwise none may be left.
+  ~OutboundConnection() { MOAT_CHECK(inflight_ == 0 || pipeline_->abandoning_); }
+
+  uint64_t id() const { return id_; }
+  const std::string& destination() const { return destination_; }
+  const client::SmtpClientSession& session() const { return session_; }
+  bool closing() const { return closing_; }
+  absl::Time opened() const { return opened_; }
+  absl::Time conn_setup_done() const { return setup_done_; }
+
+  // Starts the first job on a new connection: socket, then connect through the ring.
+  void Open(sched::Job job, client::ClientTransaction transaction,
+            std::shared_ptr<const std::string> content) {
+    job_ = std::move(job);
+    content_ = std::move(content);
+    body_sent_ = false;
+    opened_ = absl::Now();
+    session_.Start(std::move(transaction));
+    const int family = hop_.is_ipv6 ? AF_INET6 : AF_INET;
+    fd_ = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) {
+      session_.OnConnectFailed(strerror(errno));
+      Pump();
+      return;
+    }
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&address_);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(hop_.port);
+      inet_pton(AF_INET, hop_.host.c_str(), &a->sin_addr);
+      address_length_ = sizeof(sockaddr_in);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&address_);
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(hop_.port);
+      inet_pton(AF_INET6, hop_.host.c_str(), &a->sin6_addr);
+      address_length_ = sizeof(sockaddr_in6);
+    }
+    connect_timeout_.tv_sec = absl::ToInt64Seconds(timeouts_.connect);
+    connect_timeout_.tv_nsec = 0;
+    ++inflight_;
+    pipeline_->reactor_->ConnectWithTimeout(&connect_op_, fd_,
+                                            reinterpret_cast<sockaddr*>(&address_),
+                                            address_length_, &connect_timeout_);
+  }
+
+  // Carries the next job over this (idle, cached) connection: RSET, then MAIL...
+  void Reuse(sched::Job job, client::ClientTransaction transaction,
+             std::shared_ptr<const std::string> content) {
+    job_ = std::move(job);
+    content_ = std::move(content);
+    body_sent_ = false;
+    session_.NextTransaction(std::move(transaction));
+    Pump();
+  }
+
+  // The cache's idle time ran out, or the pipeline stops: QUIT and close.
+  void Quit() {
+    if (closing_) {
+      return;
+    }
+    session_.Quit();
+    Pump();
+  }
+
+ private:
+  enum class OpKind : uint8_t { kConnect, kRecv, kSend, kClose };
+  struct Op final : reactor::Operation {
+    Op(OutboundConnection* c, OpKind k) : connection(c), kind(k) {}
+    void Complete(int32_t res, uint32_t /*flags*/) override { connection->OnComplete(kind, res); }
+    OutboundConnection* connection;
+    OpKind kind;
+  };
+
+  void OnComplete(OpKind kind, int32_t res) {
+    --inflight_;
+    switch (kind) {
+      case OpKind::kConnect:
+        if (res < 0) {
+          session_.OnConnectFailed(res == -ECANCELED ? "Connection timed out" : strerror(-res));
+        } else {
+          session_.OnConnected();
+          ArmRecv();
+        }
+        break;
+      case OpKind::kRecv:
+        recv_armed_ = false;
+        if (res > 0) {
+          session_.OnData(std::string_view(recv_buffer_.data(), static_cast<size_t>(res)));
+          if (!closing_) {
+            ArmRecv();
+          }
+        } else if (!closing_) {
+          session_.OnEof();
+        }
+        break;
+      case OpKind::kSend:
+        send_inflight_ = false;
+        if (res < 0) {
+          if (!closing_) {
+            session_.OnEof();
+          }
+        } else {
+          send_offset_ += static_cast<size_t>(res);
+          if (send_offset_ < sending_.size() && !closing_) {
+            SubmitSend();
+          } else {
+            sending_.clear();
+            send_offset_ = 0;
+          }
+        }
+        break;
+      case OpKind::kClose:
+        fd_ = -1;
+        break;
+    }
+    Pump();
+  }
+
+  void ArmRecv() {
+    if (recv_armed_ || closing_) {
+      return;
+    }
+    recv_armed_ = true;
+    ++inflight_;
+    pipeline_->reactor_->Recv(&recv_op_, fd_, recv_buffer_.data(), recv_buffer_.size());
+  }
+
+  void SubmitSend() {
+    send_inflight_ = true;
+    ++inflight_;
+    pipeline_->reactor_->Send(&send_op_, fd_, sending_.data() + send_offset_,
+                              sending_.size() - send_offset_);
+  }
+
+  void OnTimer() {
+    if (session_.phase() == client::Phase::kIdle) {
+      pipeline_->cache_.Remove(id_);
+      session_.Quit();
+    } else {
+      session_.OnTimeout(timer_phase_);
+    }
+    Pump();
+  }
+
+  // Moves the conversation on: content, output, results, timers, closing.
+  void Pump() {
+    if (closing_) {
+      MaybeRetire();
+      return;
+    }
+    if (session_.WantsBody() && !body_sent_) {
+      body_sent_ = true;
+      if (content_ != nullptr) {
+        session_.AddBody(*content_);
+      }
+      session_.EndBody();
+    }
+    if (!send_inflight_ && session_.HasOutput() && fd_ >= 0) {
+      sending_ = session_.TakeOutput();
+      send_offset_ = 0;
+      SubmitSend();
+    }
+    if (setup_done_ == absl::InfinitePast() && session_.phase() != client::Phase::kConnecting &&
+        session_.phase() != client::Phase::kGreeting && session_.phase() != client::Phase::kHelo) {
+      setup_done_ = absl::Now();
+    }
+    if (job_active() && session_.TransactionDone()) {
+      sched::Job job = std::move(*job_);
+      job_.reset();
+      content_.reset();
+      pipeline_->OnJobDone(job, session_.results(), this);
+      if (session_.CanReuse()) {
+        pipeline_->OfferIdle(this);  // may call Quit()
+        if (closing_) {
+          return;
+        }
+      }
+    }
+    if (session_.phase() == client::Phase::kClosed) {
+      BeginClose();
+      return;
+    }
+    // Re-armed only when the phase changes (or the connection went idle): the timeout
+    // bounds each phase, not each byte.
+    if (!timer_.armed() || timer_phase_ != session_.phase()) {
+      timer_phase_ = session_.phase();
+      absl::Duration timeout = client::TimeoutFor(timer_phase_, timeouts_);
+      if (timeout > absl::ZeroDuration()) {
+        pipeline_->reactor_->ArmTimer(timer_, timeout);
+      }
+    }
+  }
+
+  bool job_active() const { return job_.has_value(); }
+
+  void BeginClose() {
+    if (closing_) {
+      return;
+    }
+    closing_ = true;
+    pipeline_->reactor_->CancelTimer(timer_);
+    pipeline_->cache_.Remove(id_);
+    if (recv_armed_) {
+      pipeline_->reactor_->Cancel(&recv_op_);
+    }
+    if (fd_ >= 0 && !close_submitted_) {
+      close_submitted_ = true;
+      ++inflight_;
+      pipeline_->reactor_->Close(&close_op_, fd_);
+    }
+    MaybeRetire();
+  }
+
+  void MaybeRetire() {
+    if (inflight_ == 0 && !retired_) {
+      retired_ = true;
+      pipeline_->Retire(this);
+    }
+  }
+
+  DeliveryPipeline* const pipeline_;
+  const uint64_t id_;
+  const std::string destination_;
+  const client::NextHop hop_;
+  client::SmtpClientSession session_;
+  const client::ClientTimeouts timeouts_;
+  reactor::Timer timer_;
+  client::Phase timer_phase_ = client::Phase::kConnecting;
+  int fd_ = -1;
+  sockaddr_storage address_{};
+  socklen_t address_length_ = 0;
+  __kernel_timespec connect_timeout_{};
+  std::optional<sched::Job> job_;
+  std::shared_ptr<const std::string> content_;
+  bool body_sent_ = false;
+  std::array<char, kRecvBytes> recv_buffer_{};
+  std::string sending_;
+  size_t send_offset_ = 0;
+  bool recv_armed_ = false;
+  bool send_inflight_ = false;
+  bool closing_ = false;
+  bool close_submitted_ = false;
+  bool retired_ = false;
+  int inflight_ = 0;
+  absl::Time opened_ = absl::InfinitePast();
+  absl::Time setup_done_ = absl::InfinitePast();
+  Op connect_op_{this, OpKind::kConnect};
+  Op recv_op_{this, OpKind::kRecv};
+  Op send_op_{this, OpKind::kSend};
+  Op close_op_{this, OpKind::kClose};
+};
+
+// ---------------------------------------------------------------------------------------
+
+DeliveryPipeline::DeliveryPipeline(DeliverySettings settings, ShardSpool& spool,
+                                   Resolver resolver)
+    : settings_(std::move(settings)),
+      spool_(spool),
+      resolver_(std::move(resolver)),
+      scheduler_(settings_.scheduler),
+      cache_(settings_.cache),
+      wakeup_([this] {
+        dirty_ = true;
+        OnTurn();
+      }) {}
+
+DeliveryPipeline::~DeliveryPipeline() {
+  // Runs after the shard's ring is gone: connections still open are abandoned (a message
+  // whose delivery was cut off stays queued: at-least-once).
+  abandoning_ = true;
+  connections_.clear();
+  retired_.clear();
+}
+
+void DeliveryPipeline::AddRecovered(const queue::QueuedMessage& message, std::string content) {
+  Enqueue(message, std::make_shared<const std::string>(std::move(content)));
+}
+
+void DeliveryPipeline::Attach(reactor::Reactor* reactor) {
+  reactor_ = reactor;
+  reactor_->AddTurnHook([this] { OnTurn(); });
+  dirty_ = true;
+  reactor_->RequestTurn();
+}
+
+void DeliveryPipeline::OnDurable(const queue::QueuedMessage& message,
+                                 std::shared_ptr<const std::string> content) {
+  Enqueue(message, std::move(content));
+  dirty_ = true;
+  if (reactor_ != nullptr) {
+    reactor_->RequestTurn();
+  }
+}
+
+void DeliveryPipeline::Enqueue(const queue::QueuedMessage& m,
+                               std::shared_ptr<const std::string> content) {
+  const queue::MessageEnvelope& e = m.envelope;
+  Message msg;
+  msg.sequence = m.sequence;
+  msg.sender = e.sender;
+  msg.envid = e.envid;
+  msg.ret_full = (e.flags & queue::kRetFull) != 0;
+  msg.eight_bit = (e.flags & queue::kBody8BitMime) != 0;
+  msg.smtputf8 = (e.flags & queue::kSmtpUtf8) != 0;
+  msg.arrival = absl::FromUnixMicros(e.arrival_unix_us);
+  msg.content = std::move(content);
+  msg.last_reason.resize(e.recipients.size());
+  sched::QueuedMessage q;
+  q.id = e.queue_id;
+  q.sender = e.sender;
+  q.arrival = msg.arrival;
+  for (size_t i = 0; i < e.recipients.size(); ++i) {
+    if (i < m.recipients.size() && queue::IsFinal(m.recipients[i])) {
+      continue;  // journaled as final before a restart: never again
+    }
+    const queue::Recipient& r = e.recipients[i];
+    const std::string& address = r.resolved.empty() ? r.address : r.resolved;
+    std::string spec = r.next_hop.empty() ? resolver_(address) : r.next_hop;
+    absl::StatusOr<client::NextHop> hop = client::ParseNextHop(spec, "smtp", DomainOf(address));
+    sched::QueuedRecipient qr;
+    qr.address = address;
+    qr.notify = ToSchedNotify(r.notify);
+    qr.orcpt = r.orcpt;
+    if (hop.ok()) {
+      qr.transport = hop->transport;
+      std::string key = hop->Key();
+      qr.nexthop = key.substr(key.find(':') + 1);
+    } else {
+      qr.transport = "error";
+      qr.nexthop = absl::StrCat("4.3.5 bad next hop \"", spec, "\": ", hop.status().message());
+    }
+    q.recipients.push_back(std::move(qr));
+    msg.spool_index.push_back(static_cast<int>(i));
+  }
+  if (q.recipients.empty()) {
+    return;
+  }
+  const std::string id = q.id;
+  messages_[id] = std::move(msg);
+  absl::Status s = scheduler_.Enqueue(std::move(q), absl::Now());
+  if (!s.ok()) {
+    log::Warning("%s: not scheduled: %s", id, s.message());
+  }
+}
+
+void DeliveryPipeline::OnTurn() {
+  if (reactor_ == nullptr) {
+    return;
+  }
+  while (!retired_.empty()) {
+    retired_.pop_back();
+  }
+  if (!dirty_ || stopping_) {
+    return;
+  }
+  dirty_ = false;
+  const absl::Time now = absl::Now();
+  for (;;) {
+    std::optional<sched::Job> job = scheduler_.NextWork(now);
+    if (!job) {
+      break;
+    }
+    StartJob(*std::move(job));
+  }
+  ProcessSchedulerOutput();
+  MaybeReclaim();
+  ArmWakeup();
+}
+
+void DeliveryPipeline::ArmWakeup() {
+  absl::Time next = scheduler_.NextWakeup();
+  if (next == absl::InfiniteFuture()) {
+    if (reclaim_due_) {
+      reactor_->ArmTimer(wakeup_, absl::Seconds(5));
+    }
+    return;
+  }
+  absl::Duration after = next - absl::Now();
+  if (after < absl::Milliseconds(1)) {
+    after = absl::Milliseconds(1);
+  }
+  reactor_->ArmTimer(wakeup_, after);
+}
+
+void DeliveryPipeline::StartJob(sched::Job job) {
+  auto it = messages_.find(job.message_id);
+  MOAT_CHECK(it != messages_.end());
+  const Message& message = it->second;
+  absl::StatusOr<client::NextHop> hop =
+      client::ParseNextHop(absl::StrCat(job.transport, ":", job.nexthop), "smtp");
+  if (!hop.ok()) {
+    FinishLocally(job, client::Outcome::kDeferred, "4.3.5",
+                  absl::StrCat("bad next hop: ", hop.status().message()));
+    return;
+  }
+  if (hop->kind == client::TransportKind::kError) {
+    std::string dsn = client::ErrorTransportDsn(*hop);
+    FinishLocally(job, dsn.starts_with("4") ? client::Outcome::kDeferred : client::Outcome::kBounced,
+                  dsn, hop->text.empty() ? std::string("delivery refused") : hop->text);
+    return;
+  }
+  if (hop->kind == client::TransportKind::kDiscard) {
+    FinishLocally(job, client::Outcome::kSent, "2.0.0",
+                  hop->text.empty() ? std::string("discarded") : hop->text);
+    return;
+  }
+  if (absl::Status ok = client::ResolveForDelivery(*hop); !ok.ok() || !hop->is_literal) {
+    // No DNS yet (the DNS issue): only address literals can be reached. Say so clearly.
+    std::string why = ok.ok() ? absl::StrCat("Host or domain name lookup for ", hop->host,
+                                             " is not available yet (no DNS): use an address "
+                                             "literal such as smtp:[10.0.0.5]:25")
+                              : std::string(ok.message());
+    log::Warning("%s: cannot deliver to %s: %s", job.message_id, job.destination, why);
+    FinishLocally(job, client::Outcome::kDeferred, "4.4.3", why);
+    return;
+  }
+  client::ClientTransaction tx;
+  tx.sender = job.sender;
+  tx.size_bytes = message.content != nullptr ? message.content->size() : 0;
+  tx.eight_bit = message.eight_bit;
+  tx.smtputf8 = message.smtputf8;
+  tx.dsn_ret = message.ret_full ? "FULL" : "";
+  tx.dsn_envid = message.envid;
+  for (const sched::JobRecipient& r : job.recipients) {
+    tx.recipients.push_back({r.address, r.notify != 0 ? NotifyText(r.notify) : "", r.orcpt});
+  }
+  std::shared_ptr<const std::string> content = message.content;
+  if (std::optional<uint64_t> idle = cache_.Take(job.destination, absl::Now())) {
+    auto c = connections_.find(*idle);
+    if (c != connections_.end() && !c->second->closing()) {
+      c->second->Reuse(std::move(job), std::move(tx), std::move(content));
+      return;
+    }
+  }
+  const uint64_t id = next_connection_id_++;
+  auto connection =
+      std::make_unique<OutboundConnection>(this, id, job.destination, *hop, settings_);
+  OutboundConnection* raw = connection.get();
+  connections_[id] = std::move(connection);
+  raw->Open(std::move(job), std::move(tx), std::move(content));
+}
+
+void DeliveryPipeline::FinishLocally(const sched::Job& job, client::Outcome outcome,
+                                     std::string dsn, std::string reason) {
+  std::vector<client::RecipientResult> results(job.recipients.size());
+  for (client::RecipientResult& r : results) {
+    r.outcome = outcome;
+    r.dsn = dsn;
+    r.reason = reason;
+  }
+  OnJobDone(job, results, nullptr);
+}
+
+void DeliveryPipeline::OnJobDone(const sched::Job& job,
+                                 const std::vector<client::RecipientResult>& results,
+                                 const OutboundConnection* connection) {
+  const absl::Time now = absl::Now();
+  auto it = messages_.find(job.message_id);
+  std::vector<sched::RecipientResult> out;
+  out.reserve(job.recipients.size());
+  for (size_t i = 0; i < job.recipients.size(); ++i) {
+    const client::RecipientResult& r =
+        i < results.size() ? results[i] : client::RecipientResult{};
+    sched::RecipientResult s;
+    s.status = r.outcome == client::Outcome::kSent      ? sched::DeliveryStatus::kSent
+               : r.outcome == client::Outcome::kBounced ? sched::DeliveryStatus::kBounced
+                                                        : sched::DeliveryStatus::kDeferred;
+    s.dsn = r.dsn.empty() ? (s.status == sched::DeliveryStatus::kSent ? "2.0.0" : "4.0.0") : r.dsn;
+    s.reason = r.reason;
+    s.reply = r.reply;
+    s.site_failure = r.site_failure;
+    if (connection != nullptr && !r.reply.empty()) {
+      s.remote_mta = connection->session().NameAddr();
+    }
+    s.remote_dsn = connection != nullptr && connection->session().features().dsn &&
+                   job.recipients[i].notify != 0;
+    sched::DeliveryLogEntry entry;
+    entry.queue_id = job.message_id;
+    entry.recipient = job.recipients[i].address;
+    entry.relay = connection != nullptr ? connection->session().NameAddrPort() : "none";
+    entry.conn_use = connection != nullptr ? connection->session().transactions() : 1;
+    entry.times.arrival = job.arrival;
+    entry.times.active = job.active;
+    entry.times.handoff = job.handoff;
+    entry.times.conn_setup_done =
+        connection != nullptr ? connection->conn_setup_done() : absl::InfinitePast();
+    entry.times.done = now;
+    entry.dsn = s.dsn;
+    entry.status = std::string(sched::DeliveryStatusName(s.status));
+    entry.reason = s.reason;
+    log::Info("%s", sched::FormatDeliveryLine(entry));
+    switch (s.status) {
+      case sched::DeliveryStatus::kSent:
+        ++delivered_;
+        break;
+      case sched::DeliveryStatus::kDeferred:
+        ++deferred_;
+        break;
+      case sched::DeliveryStatus::kBounced:
+        ++bounced_;
+        break;
+    }
+    if (it != messages_.end()) {
+      const int index = job.recipients[i].index;
+      if (index >= 0 && static_cast<size_t>(index) < it->second.spool_index.size()) {
+        it->second.last_reason[static_cast<size_t>(it->second.spool_index[index])] = s.reason;
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  scheduler_.OnResult(job.id, out, now);
+  ProcessSchedulerOutput();
+  dirty_ = true;
+  if (reactor_ != nullptr) {
+    reactor_->RequestTurn();
+  }
+}
+
+void DeliveryPipeline::ProcessSchedulerOutput() {
+  for (const sched::SchedulerEvent& e : scheduler_.TakeEvents()) {
+    sched::DeliveryLogEntry entry;
+    entry.queue_id = e.message_id;
+    entry.recipient = e.address;
+    entry.relay = "none";
+    entry.times.arrival = e.arrival;
+    entry.times.active = e.active;
+    entry.times.done = e.time;
+    entry.dsn = e.result.dsn;
+    entry.status = std::string(sched::DeliveryStatusName(e.result.status));
+    entry.reason = e.result.reason;
+    log::Info("%s", sched::FormatDeliveryLine(entry));
+    ++deferred_;
+  }
+  for (const sched::FinishedMessage& f : scheduler_.TakeFinished()) {
+    Finish(f);
+  }
+  for (const sched::DelayWarning& w : scheduler_.TakeDelayWarnings()) {
+    log::Info("%s: delayed mail warning due (sender <%s>)", w.id, w.sender);
+  }
+}
+
+void DeliveryPipeline::Finish(const sched::FinishedMessage& finished) {
+  auto it = messages_.find(finished.id);
+  if (it == messages_.end()) {
+    return;
+  }
+  const Message& message = it->second;
+  if (finished.expired) {
+    log::Info("%s", sched::FormatExpiredLine(finished.id, finished.sender));
+  }
+  bool any_bounced = false;
+  for (const sched::FinalRecipient& r : finished.recipients) {
+    if (r.index < 0 || static_cast<size_t>(r.index) >= message.spool_index.size()) {
+      continue;
+    }
+    const int spool_recipient = message.spool_index[static_cast<size_t>(r.index)];
+    const bool sent = r.result.status == sched::DeliveryStatus::kSent;
+    any_bounced = any_bounced || !sent;
+    Journal(message, finished.id, spool_recipient,
+            sent ? queue::Outcome::kDelivered
+                 : (finished.expired ? queue::Outcome::kExpired : queue::Outcome::kBounced),
+            r.result.reason);
+  }
+  if (any_bounced) {
+    Bounce(finished, message);
+  }
+  log::Info("%s: removed", finished.id);
+  messages_.erase(it);
+  reclaim_due_ = true;
+}
+
+void DeliveryPipeline::Bounce(const sched::FinishedMessage& finished, const Message& message) {
+  if (message.sender.empty()) {
+    return;  // never a bounce to the null sender
+  }
+  sched::DsnRequest request;
+  request.kind = sched::DsnKind::kFailure;
+  request.queue_id = finished.id;
+  request.myhostname = settings_.myhostname;
+  request.sender = message.sender;
+  request.envid = message.envid;
+  request.ret_full = message.ret_full;
+  request.arrival = message.arrival;
+  request.now = absl::Now();
+  request.maximal_queue_lifetime = settings_.scheduler.maximal_queue_lifetime;
+  if (message.content != nullptr) {
+    request.original_message = *message.content;
+  }
+  request.recipients = sched::DsnRecipientsFor(finished.recipients, sched::DsnKind::kFailure);
+  const std::string notification_id = spool_.NewQueueId();
+  request.notification_id = notification_id;
+  std::optional<sched::DsnMessage> dsn = sched::ComposeDsn(request);
+  if (!dsn) {
+    return;
+  }
+  queue::MessageEnvelope envelope;
+  envelope.queue_id = notification_id;
+  envelope.arrival_unix_us = absl::ToUnixMicros(absl::Now());
+  envelope.client_ip = "127.0.0.1";
+  envelope.client_name = "localhost";
+  envelope.protocol = "local";
+  envelope.sender = "";
+  envelope.recipients.push_back(
+      {dsn->envelope_recipient, "", 0, dsn->envelope_recipient, resolver_(dsn->envelope_recipient)});
+  log::Info("%s", sched::FormatNotificationLine(finished.id, "non-delivery", notification_id));
+  spool_.SubmitInternal(std::move(envelope), std::move(dsn->content));
+}
+
+void DeliveryPipeline::Journal(const Message& message, std::string_view queue_id,
+                               int spool_recipient, queue::Outcome outcome,
+                               std::string_view detail) {
+  queue::OutcomeRecord record;
+  record.message_sequence = message.sequence;
+  record.queue_id = std::string(queue_id);
+  record.recipient_index = static_cast<uint32_t>(spool_recipient);
+  record.outcome = outcome;
+  record.unix_us = absl::ToUnixMicros(absl::Now());
+  record.detail = std::string(detail.substr(0, 512));
+  spool_.StageOutcome(record);
+}
+
+void DeliveryPipeline::OfferIdle(OutboundConnection* connection) {
+  if (stopping_ || !cache_.Put(connection->destination(), connection->id(),
+                               connection->opened(), connection->session().transactions(),
+                               absl::Now())) {
+    connection->Quit();
+  }
+  dirty_ = true;  // a free connection may take queued work now
+}
+
+void DeliveryPipeline::Retire(OutboundConnection* connection) {
+  auto it = connections_.find(connection->id());
+  if (it == connections_.end()) {
+    return;
+  }
+  // Freed at the start of the next turn: this call comes from inside the connection.
+  retired_.push_back(std::move(it->second));
+  connections_.erase(it);
+  dirty_ = true;
+  if (reactor_ != nullptr) {
+    reactor_->RequestTurn();
+  }
+}
+
+void DeliveryPipeline::MaybeReclaim() {
+  // Deleting fully delivered segments unlinks files: a blocking call, so it runs at most
+  // every few seconds, and only after messages became final.
+  const absl::Time now = absl::Now();
+  if (!reclaim_due_ || now - last_reclaim_ < absl::Seconds(5) || !spool_.Idle()) {
+    return;
+  }
+  reclaim_due_ = false;
+  last_reclaim_ = now;
+  absl::StatusOr<size_t> reclaimed = spool_.spool().ReclaimSegments();
+  if (!reclaimed.ok()) {
+    log::Warning("spool: reclaiming segments: %s", reclaimed.status().message());
+  } else if (*reclaimed > 0) {
+    log::Info("spool: %d segments reclaimed", *reclaimed);
+  }
+}
+
+void DeliveryPipeline::Stop() {
+  stopping_ = true;
+  std::vector<OutboundConnection*> all;
+  for (auto& [id, c] : connections_) {
+    (void)id;
+    all.push_back(c.get());
+  }
+  for (OutboundConnection* c : all) {
+    c->Quit();
+  }
+}
+
+bool DeliveryPipeline::Idle() const { return connections_.empty(); }
+
+void DeliveryPipeline::Flush() {
+  scheduler_.Flush(absl::Now());
+  dirty_ = true;
+  reactor_->RequestTurn();
+}
+
+bool DeliveryPipeline::Delete(std::string_view queue_id) {
+  std::string id(queue_id);
+  auto it = messages_.find(id);
+  if (it == messages_.end() || !scheduler_.Delete(id, absl::Now()).ok()) {
+    return false;
+  }
+  for (int spool_recipient : it->second.spool_index) {
+    Journal(it->second, id, spool_recipient, queue::Outcome::kExpired, "deleted by the operator");
+  }
+  log::Info("%s: removed (deleted by the operator)", id);
+  messages_.erase(it);
+  reclaim_due_ = true;
+  dirty_ = true;
+  reactor_->RequestTurn();
+  return true;
+}
+
+size_t DeliveryPipeline::DeleteAll() {
+  std::vector<std::string> ids;
+  for (const auto& [id, m] : messages_) {
+    (void)m;
+    ids.push_back(id);
+  }
+  size_t n = 0;
+  for (const std::string& id : ids) {
+    n += Delete(id) ? 1 : 0;
+  }
+  return n;
+}
+
+bool DeliveryPipeline::Hold(std::string_view queue_id) {
+  return scheduler_.Hold(std::string(queue_id), absl::Now()).ok();
+}
+
+bool DeliveryPipeline::Release(std::string_view queue_id) {
+  bool ok = scheduler_.Release(std::string(queue_id), absl::Now()).ok();
+  dirty_ = true;
+  reactor_->RequestTurn();
+  return ok;
+}
+
+char DeliveryPipeline::StatusMark(std::string_view queue_id) const {
+  std::optional<sched::Scheduler::MessageView> view = scheduler_.Find(std::string(queue_id));
+  if (!view) {
+    return ' ';
+  }
+  switch (view->where) {
+    case sched::Scheduler::Where::kActive:
+      return '*';
+    case sched::Scheduler::Where::kHeld:
+      return '!';
+    default:
+      return ' ';
+  }
+}
+
+std::string DeliveryPipeline::LastReason(std::string_view queue_id, size_t recipient) const {
+  auto it = messages_.find(std::string(queue_id));
+  if (it == messages_.end() || recipient >= it->second.last_reason.size()) {
+    return "";
+  }
+  return it->second.last_reason[recipient];
+}
+
+void DeliveryPipeline::AddCounters(DaemonStats* stats) const {
+  stats->delivered += delivered_;
+  stats->deferred += deferred_;
+  stats->bounced += bounced_;
+}
+
+}  // namespace moat::server

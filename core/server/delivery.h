@@ -1,0 +1,139 @@
+// core/server/delivery.h
+//
+// One shard's outbound side: the scheduler (queue/sched) fed by the shard's spool, driving
+// SMTP client conversations (net/client) over the shard's io_uring, with a connection cache,
+// and writing every final outcome to the spool's journal (group-committed with the spool's
+// other records) so a restart never delivers a recipient twice that was journaled as done.
+//
+//   spool (durable message) --OnDurable--> Scheduler --NextWork--> Job
+//   Job --(smtp/relay)--> OutboundConnection: connect, EHLO, PIPELINING, DATA ... results
+//   Job --(error:/discard:)--> results at once
+//   results --> Scheduler::OnResult --> log lines, journal outcomes, bounces (RFC 3464, as
+//   new messages through the spool, from the null sender), "removed"
+//
+// Message content stays in memory from acceptance until the message is final (the session
+// handed it over; no re-read). Recovered messages are read on the control thread at start-up.
+//
+// Owner: its shard thread; not thread-safe (the control thread reaches it only through the
+// shard's inbox). Parses untrusted input only inside SmtpClientSession (server replies).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "core/config/config.h"
+#include "core/reactor/reactor.h"
+#include "core/reactor/timer_wheel.h"
+#include "core/server/queue_ops.h"
+#include "core/server/shard_spool.h"
+#include "net/client/connection_cache.h"
+#include "net/client/next_hop.h"
+#include "net/client/smtp_client_session.h"
+#include "queue/sched/scheduler.h"
+
+namespace moat::server {
+
+class OutboundConnection;
+
+struct DeliverySettings {
+  sched::SchedulerConfig scheduler;
+  client::ClientTimeouts timeouts;
+  client::ConnectionCacheLimits cache;
+  std::string helo_name;   // smtp_helo_name ($myhostname)
+  std::string myhostname;  // for bounces
+};
+DeliverySettings MakeDeliverySettings(const config::Config& config, int shard_count);
+
+class DeliveryPipeline final : public ShardQueueOps {
+ public:
+  // Resolves an address to its next hop ("smtp:[10.0.0.5]:25"), for bounces.
+  using Resolver = std::function<std::string(std::string_view address)>;
+
+  DeliveryPipeline(DeliverySettings settings, ShardSpool& spool, Resolver resolver);
+  ~DeliveryPipeline() override;
+  DeliveryPipeline(const DeliveryPipeline&) = delete;
+  DeliveryPipeline& operator=(const DeliveryPipeline&) = delete;
+
+  // A message found by recovery, with its content (read on the control thread). Call before
+  // Attach.
+  void AddRecovered(const queue::QueuedMessage& message, std::string content);
+  // Binds to the shard's reactor (turn hook, timer). Shard thread.
+  void Attach(reactor::Reactor* reactor);
+  // A message the spool made durable, with its content. Shard thread.
+  void OnDurable(const queue::QueuedMessage& message, std::shared_ptr<const std::string> content);
+  // Closes cached connections (shutdown). Shard thread.
+  void Stop();
+  bool Idle() const;
+
+  // ShardQueueOps
+  void Flush() override;
+  bool Delete(std::string_view queue_id) override;
+  size_t DeleteAll() override;
+  bool Hold(std::string_view queue_id) override;
+  bool Release(std::string_view queue_id) override;
+  char StatusMark(std::string_view queue_id) const override;
+  std::string LastReason(std::string_view queue_id, size_t recipient) const override;
+  void AddCounters(DaemonStats* stats) const override;
+
+ private:
+  friend class OutboundConnection;
+  struct Message {
+    uint64_t sequence = 0;  // the spool record's sequence (journal key)
+    std::string sender;
+    std::string envid;
+    bool ret_full = false;
+    bool eight_bit = false;
+    bool smtputf8 = false;
+    absl::Time arrival;
+    std::vector<int> spool_index;          // scheduler recipient -> spool recipient
+    std::vector<std::string> last_reason;  // per spool recipient
+    std::shared_ptr<const std::string> content;
+  };
+
+  void Enqueue(const queue::QueuedMessage& message, std::shared_ptr<const std::string> content);
+  void OnTurn();
+  void ArmWakeup();
+  void StartJob(sched::Job job);
+  void FinishLocally(const sched::Job& job, client::Outcome outcome, std::string dsn,
+                     std::string reason);
+  // The results of one job: log, tell the scheduler, journal and notify what became final.
+  void OnJobDone(const sched::Job& job, const std::vector<client::RecipientResult>& results,
+                 const OutboundConnection* connection);
+  void ProcessSchedulerOutput();
+  void Finish(const sched::FinishedMessage& finished);
+  void Bounce(const sched::FinishedMessage& finished, const Message& message);
+  void Journal(const Message& message, std::string_view queue_id, int spool_recipient,
+               queue::Outcome outcome, std::string_view detail);
+  void OfferIdle(OutboundConnection* connection);
+  void Retire(OutboundConnection* connection);
+  void MaybeReclaim();
+
+  DeliverySettings settings_;
+  ShardSpool& spool_;
+  Resolver resolver_;
+  reactor::Reactor* reactor_ = nullptr;
+  sched::Scheduler scheduler_;
+  client::ConnectionCache cache_;
+  reactor::Timer wakeup_;
+  bool dirty_ = true;
+  bool stopping_ = false;
+  bool abandoning_ = false;
+  uint64_t next_connection_id_ = 1;
+  // alloc: one entry per queued message of this shard (bounded by the spool).
+  absl::flat_hash_map<std::string, Message> messages_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<OutboundConnection>> connections_;
+  std::vector<std::unique_ptr<OutboundConnection>> retired_;
+  absl::Time last_reclaim_ = absl::InfinitePast();
+  bool reclaim_due_ = false;
+  uint64_t delivered_ = 0;
+  uint64_t deferred_ = 0;
+  uint64_t bounced_ = 0;
+};
+
+}  // namespace moat::server
