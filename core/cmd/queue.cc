@@ -50,7 +50,8 @@ int Queue(Args args) {
     if (i >= args.size()) {
       return UsageError("queue", verb + " needs a queue ID");
     }
-    request += " " + std::string(args[i++]);
+    request.append(1, ' ');
+    request.append(args[i++]);
   }
   if (i < args.size()) {
     return UsageError("queue", "unexpected argument '" + std::string(args[i]) + "'");

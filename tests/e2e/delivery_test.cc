@@ -1,0 +1,286 @@
+// End-to-end tests of the outbound side: the real `moat serve` relaying to a downstream
+// mail server nobody on the project wrote (Python's aiosmtpd, tests/e2e/peers/
+// aiosmtpd_sink.py) over loopback. They check what an operator relies on: every accepted
+// message arrives once and byte-exact, several ride one connection, a downstream outage
+// defers and `moat queue flush` delivers, 4xx is retried, 5xx bounces to the sender (RFC
+// 3464 from the null sender), and kill -9 during delivery loses nothing.
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/testing/smtp_client.h"
+#include "tests/testing/testing.h"
+
+namespace moat {
+namespace {
+
+using testing::ReplyCode;
+using testing::SmtpClient;
+
+class DeliveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = testing::FreePort();
+    sink_port_ = testing::FreePort();
+    sink_dir_ = dir_.path() + "/sink";
+  }
+
+  void Configure(const std::string& extra = "") {
+    dir_.Write("transport", absl::StrCat("example.com smtp:[127.0.0.1]:", sink_port_, "\n",
+                                         "sender.example smtp:[127.0.0.1]:", sink_port_, "\n"));
+    auto r = testing::RunMoat({"postmap", "hash:" + dir_.path() + "/transport"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    dir_.Write("main.cf", absl::StrCat(
+        "myhostname = mx.example.net\n"
+        "mydestination =\n"
+        "mynetworks = 127.0.0.1/32\n"
+        "relay_domains = example.com\n"
+        "transport_maps = hash:", dir_.path(), "/transport\n"
+        "queue_directory = ", dir_.path(), "/queue\n"
+        "moat_listen = 127.0.0.1:", port_, "\n"
+        "moat_shards = 2\n"
+        "minimal_backoff_time = 1s\n"
+        "maximal_backoff_time = 2s\n"
+        "queue_run_delay = 1s\n", extra));
+  }
+
+  std::unique_ptr<testing::Process> StartMoat() {
+    auto p = std::make_unique<testing::Process>(
+        std::vector<std::string>{testing::MoatBinary(), "serve", "-c", dir_.path()});
+    EXPECT_TRUE(testing::WaitForPort(port_)) << p->Stderr();
+    return p;
+  }
+
+  std::unique_ptr<testing::Process> StartSink(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {MOAT_PYTHON,
+                                     testing::SourceDir() + "/tests/e2e/peers/aiosmtpd_sink.py",
+                                     "--port", std::to_string(sink_port_), "--dir", sink_dir_,
+                                     "--duration", "120"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = std::make_unique<testing::Process>(argv);
+    EXPECT_TRUE(testing::WaitForPort(sink_port_)) << p->Stderr();
+    return p;
+  }
+
+  // Messages the sink wrote, by file name.
+  std::map<std::string, std::string> Received() {
+    std::map<std::string, std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(sink_dir_, ec)) {
+      if (e.path().extension() == ".eml") {
+        out[e.path().filename().string()] = testing::ReadFile(e.path().string());
+      }
+    }
+    return out;
+  }
+
+  bool WaitForReceived(size_t count, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (Received().size() >= count) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  bool WaitForLog(testing::Process& p, const std::string& text,
+                  std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (p.Stderr().find(text) != std::string::npos) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  // The content after the sink's envelope lines and after moat's Received: header.
+  static std::string BodyAfterReceived(const std::string& file) {
+    size_t start = file.find("\r\n\r\n");
+    if (start == std::string::npos) {
+      return "";
+    }
+    std::string content = file.substr(start + 4);
+    if (content.rfind("Received: ", 0) != 0) {
+      return content;
+    }
+    size_t pos = content.find("\r\n");
+    while (pos != std::string::npos && pos + 2 < content.size() &&
+           (content[pos + 2] == ' ' || content[pos + 2] == '\t')) {
+      pos = content.find("\r\n", pos + 2);
+    }
+    return pos == std::string::npos ? "" : content.substr(pos + 2);
+  }
+
+  static std::string Message(int n) {
+    return absl::StrCat("From: a@sender.example\r\nTo: user", n, "@example.com\r\n",
+                        "Message-ID: <", n, "@test>\r\nSubject: message ", n, "\r\n\r\n",
+                        "line one of ", n, "\r\n.a line that starts with a dot\r\n",
+                        "\xc3\xa9t\xc3\xa9 8-bit text\r\nlast line\r\n");
+  }
+
+  int Connections() {
+    std::string text = testing::ReadFile(sink_dir_ + "/connections");
+    return text.empty() ? 0 : std::stoi(text);
+  }
+
+  testing::TempDir dir_;
+  int port_ = 0;
+  int sink_port_ = 0;
+  std::string sink_dir_;
+};
+
+TEST_F(DeliveryTest, EveryMessageArrivesOnceByteExactAndConnectionsAreReused) {
+  // One connection per shard to the destination: every further message must reuse it.
+  Configure("default_destination_concurrency_limit = 1\n");
+  auto sink = StartSink();
+  auto moat = StartMoat();
+  constexpr int kMessages = 30;
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  for (int i = 0; i < kMessages; ++i) {
+    std::string reply =
+        c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"), Message(i));
+    ASSERT_EQ(ReplyCode(reply), 250) << reply;
+  }
+  ASSERT_TRUE(WaitForReceived(kMessages)) << moat->Stderr();
+  // A moment for any duplicate to show up.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto received = Received();
+  ASSERT_EQ(received.size(), static_cast<size_t>(kMessages)) << "duplicates arrived";
+  std::set<std::string> bodies;
+  for (const auto& [name, file] : received) {
+    bodies.insert(BodyAfterReceived(file));
+    EXPECT_NE(file.find("X-Envelope-From: <a@sender.example>"), std::string::npos) << file;
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    EXPECT_EQ(bodies.count(Message(i)), 1u) << "message " << i << " not byte-exact";
+  }
+  // At most one connection per shard at a time; the cache carried the rest (a connection
+  // idle for smtp_connection_cache_time_limit may be replaced, hence some slack).
+  EXPECT_LE(Connections(), 4) << moat->Stderr();
+  EXPECT_NE(moat->Stderr().find("conn_use="), std::string::npos);
+  EXPECT_NE(moat->Stderr().find("status=sent"), std::string::npos);
+}
+
+TEST_F(DeliveryTest, DownstreamDownDefersAndQueueFlushDeliversWhenItIsBack) {
+  // Long backoff: only the flush can bring the messages out in this test's time.
+  Configure("minimal_backoff_time = 1h\nmaximal_backoff_time = 2h\nqueue_run_delay = 1h\n");
+  auto moat = StartMoat();
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", "user@example.com", Message(i))), 250);
+  }
+  ASSERT_TRUE(WaitForLog(*moat, "status=deferred")) << moat->Stderr();
+  auto list = testing::RunMoat({"queue", "-c", dir_.path(), "list"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("Connection refused"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("-- "), std::string::npos) << list.out;
+
+  auto sink = StartSink();
+  auto flush = testing::RunMoat({"queue", "-c", dir_.path(), "flush"});
+  EXPECT_EQ(flush.exit_code, 0) << flush.err;
+  EXPECT_TRUE(WaitForReceived(3)) << moat->Stderr();
+  auto empty = testing::RunMoat({"queue", "-c", dir_.path(), "list"});
+  EXPECT_TRUE(WaitForLog(*moat, "removed"));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (empty.out != "Mail queue is empty\n" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    empty = testing::RunMoat({"queue", "-c", dir_.path(), "list"});
+  }
+  EXPECT_EQ(empty.out, "Mail queue is empty\n");
+}
+
+TEST_F(DeliveryTest, TemporaryFailureIsRetriedUntilItSucceeds) {
+  Configure();
+  auto sink = StartSink({"--tempfail-first", "1"});
+  auto moat = StartMoat();
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", "user@example.com", Message(7))), 250);
+  ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
+  std::string log = moat->Stderr();
+  size_t deferred = log.find("status=deferred");
+  size_t sent = log.find("status=sent");
+  ASSERT_NE(deferred, std::string::npos) << log;
+  ASSERT_NE(sent, std::string::npos) << log;
+  EXPECT_LT(deferred, sent);
+  EXPECT_NE(log.find("451 4.3.0 Try again later"), std::string::npos) << log;
+}
+
+TEST_F(DeliveryTest, PermanentFailureBouncesToTheSenderFromTheNullSender) {
+  Configure();
+  auto sink = StartSink({"--reject-rcpt", "nobody"});
+  auto moat = StartMoat();
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "nobody@example.com", Message(9))), 250);
+  ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
+  auto received = Received();
+  const std::string& dsn = received.begin()->second;
+  EXPECT_NE(dsn.find("X-Envelope-From: <>"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("X-Envelope-To: <owner@sender.example>"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("multipart/report"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("report-type=delivery-status"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Status: 5.1.1"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Message-ID: <9@test>"), std::string::npos) << "original headers";
+  EXPECT_NE(moat->Stderr().find("status=bounced"), std::string::npos) << moat->Stderr();
+  // A bounce is never bounced: the null sender gets no notification.
+}
+
+TEST_F(DeliveryTest, KillDashNineDuringDeliveryLosesNothing) {
+  Configure();
+  auto sink = StartSink();
+  constexpr int kMessages = 60;
+  {
+    auto moat = StartMoat();
+    SmtpClient c;
+    ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+    ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+    ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+    for (int i = 0; i < kMessages; ++i) {
+      ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", "user@example.com", Message(i))), 250);
+    }
+    moat->Stop(SIGKILL);
+  }
+  auto moat = StartMoat();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::set<std::string> seen;
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen.clear();
+    for (const auto& [name, file] : Received()) {
+      seen.insert(BodyAfterReceived(file));
+    }
+    if (seen.size() >= static_cast<size_t>(kMessages)) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    EXPECT_EQ(seen.count(Message(i)), 1u) << "message " << i << " lost" << moat->Stderr();
+  }
+}
+
+}  // namespace
+}  // namespace moat
