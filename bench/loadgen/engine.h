@@ -20,6 +20,9 @@
 // Sink: see smtp_sink.h; with --fsync or --dir the 250 follows the completion of the linked
 // write (+ fdatasync) chain.
 //
+// Untrusted input: the bytes peers send go straight to ClientSession / SinkSession (see their
+// headers); the engine itself interprets only CQE results.
+//
 // Thread-safety: one thread; the Engine must be created, run and destroyed on it.
 #pragma once
 

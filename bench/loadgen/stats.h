@@ -2,7 +2,8 @@
 //
 // What a moat-loadgen run counts, and its two renderings: a text report for people and one
 // JSON object for machines (DESIGN.md section 7: at least messages, errors, elapsed_s,
-// msgs_per_sec, p50_ms, p99_ms, p999_ms, max_ms). Plain data; not thread-safe.
+// msgs_per_sec, p50_ms, p99_ms, p999_ms, max_ms). Plain data; not thread-safe; parses no
+// untrusted input.
 #pragma once
 
 #include <cstdint>

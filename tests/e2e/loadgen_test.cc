@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <thread>
@@ -23,11 +24,19 @@ using testing::Process;
 using testing::RunResult;
 using testing::TempDir;
 
+// The binary under test: $MOAT_LOADGEN_BINARY if set (e.g. to drive a Sanitize build of the
+// tool from this test), else the one this build made.
+const char* LoadgenBinary() {
+  if (const char* env = getenv("MOAT_LOADGEN_BINARY"); env != nullptr && *env != '\0') {
+    return env;
+  }
 #ifdef MOAT_LOADGEN_BINARY
-const char* const kLoadgen = MOAT_LOADGEN_BINARY;
+  return MOAT_LOADGEN_BINARY;
 #else
-const char* const kLoadgen = nullptr;
+  return nullptr;
 #endif
+}
+const char* const kLoadgen = LoadgenBinary();
 
 // The top-level fields of a JSON object as "key -> JSON text of the value", parsed by Python's
 // json module (so a malformed report fails the test). Empty on a parse failure.
