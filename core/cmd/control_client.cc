@@ -38,4 +38,22 @@ int RunControlRequest(std::string_view command, const std::string& config_dir,
   return 0;
 }
 
+int RunPlainControlCommand(Args args, std::string_view command, std::string_view usage) {
+  if (WantsHelp(args, usage)) {
+    return 0;
+  }
+  std::string dir;
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string_view a = args[i];
+    if (a == "-c" && i + 1 < args.size()) {
+      dir = args[++i];
+    } else if (a == "-c") {
+      return UsageError(command, "option -c needs a directory");
+    } else {
+      return UsageError(command, "unknown option '" + std::string(a) + "'");
+    }
+  }
+  return RunControlRequest(command, dir, std::string(command));
+}
+
 }  // namespace moat::cmd

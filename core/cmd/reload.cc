@@ -1,5 +1,4 @@
-// core/cmd/reload.cc: `moat reload [-c DIR]`: re-read main.cf and the tables in the running daemon; sessions are kept.
-#include <string>
+// core/cmd/reload.cc: `moat reload [-c DIR]`, through the daemon's control socket.
 #include <string_view>
 
 #include "core/cmd/commands.h"
@@ -11,22 +10,10 @@ int Reload(Args args) {
   constexpr std::string_view kUsage =
       "usage: moat reload [-c CONFIG_DIR]\n"
       "\n"
-      "Asks the running daemon (through moat_control_socket): re-read main.cf and the tables in the running daemon; sessions are kept.\n";
-  if (WantsHelp(args, kUsage)) {
-    return 0;
-  }
-  std::string dir;
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string_view a = args[i];
-    if (a == "-c" && i + 1 < args.size()) {
-      dir = args[++i];
-    } else if (a == "-c") {
-      return UsageError("reload", "option -c needs a directory");
-    } else {
-      return UsageError("reload", "unknown option '" + std::string(a) + "'");
-    }
-  }
-  return RunControlRequest("reload", dir, "reload");
+      "Makes the running daemon re-read main.cf and its tables (like postfix reload; SIGHUP\n"
+      "does the same). Sessions already open keep the configuration they started with; new\n"
+      "ones get the new one. On an error the running configuration stays.\n";
+  return RunPlainControlCommand(args, "reload", kUsage);
 }
 
 }  // namespace moat::cmd

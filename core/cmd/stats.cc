@@ -1,5 +1,4 @@
-// core/cmd/stats.cc: `moat stats [-c DIR]`: counters of the running daemon (connections, messages, deliveries, queue).
-#include <string>
+// core/cmd/stats.cc: `moat stats [-c DIR]`, through the daemon's control socket.
 #include <string_view>
 
 #include "core/cmd/commands.h"
@@ -11,22 +10,9 @@ int Stats(Args args) {
   constexpr std::string_view kUsage =
       "usage: moat stats [-c CONFIG_DIR]\n"
       "\n"
-      "Asks the running daemon (through moat_control_socket): counters of the running daemon (connections, messages, deliveries, queue).\n";
-  if (WantsHelp(args, kUsage)) {
-    return 0;
-  }
-  std::string dir;
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string_view a = args[i];
-    if (a == "-c" && i + 1 < args.size()) {
-      dir = args[++i];
-    } else if (a == "-c") {
-      return UsageError("stats", "option -c needs a directory");
-    } else {
-      return UsageError("stats", "unknown option '" + std::string(a) + "'");
-    }
-  }
-  return RunControlRequest("stats", dir, "stats");
+      "Prints the running daemon's counters (connections, accepted messages, spool commits,\n"
+      "deliveries, queue size), one \"name: value\" line each.\n";
+  return RunPlainControlCommand(args, "stats", kUsage);
 }
 
 }  // namespace moat::cmd
