@@ -1,0 +1,190 @@
+// tls/tls_transform.cc: see tls_transform.h.
+#include "tls/tls_transform.h"
+
+// clang-format off
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+// clang-format on
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "core/log/assert.h"
+
+namespace moat::tls {
+namespace {
+
+// One TLS record's worth of plaintext per wolfSSL_write/read call.
+constexpr int kRecordBytes = 16384;
+// Compact the raw input buffer once this much of it has been read.
+constexpr size_t kCompactBytes = 16384;
+
+int RecvTrampoline(WOLFSSL* /*ssl*/, char* buffer, int size, void* user) {
+  return static_cast<TlsTransform*>(user)->ReadRaw(buffer, size);
+}
+
+int SendTrampoline(WOLFSSL* /*ssl*/, char* buffer, int size, void* user) {
+  return static_cast<TlsTransform*>(user)->WriteRaw(buffer, size);
+}
+
+}  // namespace
+
+TlsTransform::TlsTransform(std::shared_ptr<const ServerContext> context,
+                           HandshakeCallback on_handshake)
+    : context_(std::move(context)), on_handshake_(std::move(on_handshake)) {
+  auto* ctx = static_cast<WOLFSSL_CTX*>(context_->native());
+  WOLFSSL* ssl = wolfSSL_new(ctx);
+  MOAT_CHECK(ssl != nullptr);  // out of memory
+  wolfSSL_SSLSetIORecv(ssl, RecvTrampoline);
+  wolfSSL_SSLSetIOSend(ssl, SendTrampoline);
+  wolfSSL_SetIOReadCtx(ssl, this);
+  wolfSSL_SetIOWriteCtx(ssl, this);
+  ssl_ = ssl;
+}
+
+TlsTransform::~TlsTransform() { wolfSSL_free(static_cast<WOLFSSL*>(ssl_)); }
+
+int TlsTransform::ReadRaw(char* buffer, int size) {
+  const size_t available = in_.size() - in_offset_;
+  if (available == 0) {
+    return WOLFSSL_CBIO_ERR_WANT_READ;
+  }
+  const size_t n = std::min(available, static_cast<size_t>(size));
+  std::memcpy(buffer, in_.data() + in_offset_, n);
+  in_offset_ += n;
+  return static_cast<int>(n);
+}
+
+int TlsTransform::WriteRaw(const char* buffer, int size) {
+  if (out_ == nullptr) {
+    // A write outside Decode/Encode cannot happen (wolfSSL only writes from calls we make).
+    return WOLFSSL_CBIO_ERR_GENERAL;
+  }
+  out_->append(buffer, static_cast<size_t>(size));
+  return size;
+}
+
+bool TlsTransform::Fail(const char* what, int code) {
+  char text[WOLFSSL_MAX_ERROR_SZ];
+  wolfSSL_ERR_error_string_n(static_cast<unsigned long>(code), text, sizeof(text));
+  error_ = absl::StrFormat("%s: %s (%d)", what, text, code);
+  return false;
+}
+
+void TlsTransform::CollectInfo() {
+  auto* ssl = static_cast<WOLFSSL*>(ssl_);
+  info_.protocol = wolfSSL_get_version(ssl);
+  const int suite = wolfSSL_get_current_cipher_suite(ssl);
+  const char* iana = wolfSSL_get_cipher_name_iana_from_suite(
+      static_cast<unsigned char>(suite >> 8), static_cast<unsigned char>(suite));
+  info_.cipher = iana != nullptr ? iana : wolfSSL_get_cipher_name(ssl);
+  int alg_bits = 0;
+  info_.cipher_bits = wolfSSL_CIPHER_get_bits(wolfSSL_get_current_cipher(ssl), &alg_bits);
+  info_.algorithm_bits = alg_bits;
+  info_.resumed = wolfSSL_session_reused(ssl) != 0;
+  WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl);
+  if (peer != nullptr) {
+    unsigned char digest[32];
+    unsigned int length = sizeof(digest);
+    if (wolfSSL_X509_digest(peer, wolfSSL_EVP_sha256(), digest, &length) == WOLFSSL_SUCCESS) {
+      for (unsigned int i = 0; i < length; ++i) {
+        absl::StrAppendFormat(&info_.peer_fingerprint, "%s%02X", i == 0 ? "" : ":", digest[i]);
+      }
+    }
+    wolfSSL_X509_free(peer);
+  }
+}
+
+bool TlsTransform::Decode(std::span<const char> raw, std::string* plain, std::string* raw_out) {
+  auto* ssl = static_cast<WOLFSSL*>(ssl_);
+  if (peer_closed_) {
+    return true;  // after close_notify: ignore the rest until the TCP EOF
+  }
+  in_.append(raw.data(), raw.size());
+  out_ = raw_out;
+  in_decode_ = true;
+  bool ok = true;
+  bool just_completed = false;
+  if (!handshake_done_) {
+    const int r = wolfSSL_accept(ssl);
+    if (r == WOLFSSL_SUCCESS) {
+      handshake_done_ = true;
+      just_completed = true;
+      CollectInfo();
+    } else {
+      const int error = wolfSSL_get_error(ssl, r);
+      if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) {
+        ok = Fail("TLS handshake failed", error);
+      }
+    }
+  }
+  if (ok && handshake_done_) {
+    // Bounded: each read consumes input bytes or ends the loop.
+    char buffer[kRecordBytes];
+    for (int i = 0; i < 1 << 20; ++i) {
+      const int n = wolfSSL_read(ssl, buffer, sizeof(buffer));
+      if (n > 0) {
+        plain->append(buffer, static_cast<size_t>(n));
+        continue;
+      }
+      const int error = wolfSSL_get_error(ssl, n);
+      if (error == WOLFSSL_ERROR_ZERO_RETURN) {
+        peer_closed_ = true;
+      } else if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) {
+        ok = Fail("TLS read failed", error);
+      }
+      break;
+    }
+  }
+  if (ok && just_completed && on_handshake_) {
+    on_handshake_(info_);  // may call Encode: deferred, flushed below
+  }
+  in_decode_ = false;
+  if (ok && handshake_done_) {
+    ok = FlushDeferred(raw_out);
+  }
+  out_ = nullptr;
+  if (in_offset_ == in_.size()) {
+    in_.clear();
+    in_offset_ = 0;
+  } else if (in_offset_ >= kCompactBytes) {
+    in_.erase(0, in_offset_);
+    in_offset_ = 0;
+  }
+  return ok;
+}
+
+bool TlsTransform::FlushDeferred(std::string* raw_out) {
+  if (deferred_.empty()) {
+    return true;
+  }
+  std::string pending = std::move(deferred_);
+  deferred_.clear();
+  return Encode({pending.data(), pending.size()}, raw_out);
+}
+
+bool TlsTransform::Encode(std::span<const char> plain, std::string* raw_out) {
+  if (in_decode_ || !handshake_done_) {
+    deferred_.append(plain.data(), plain.size());
+    return true;
+  }
+  auto* ssl = static_cast<WOLFSSL*>(ssl_);
+  out_ = raw_out;
+  size_t offset = 0;
+  bool ok = true;
+  while (offset < plain.size()) {
+    const int chunk = static_cast<int>(std::min<size_t>(plain.size() - offset, kRecordBytes));
+    const int n = wolfSSL_write(ssl, plain.data() + offset, chunk);
+    if (n <= 0) {
+      ok = Fail("TLS write failed", wolfSSL_get_error(ssl, n));
+      break;
+    }
+    offset += static_cast<size_t>(n);
+  }
+  out_ = nullptr;
+  return ok;
+}
+
+}  // namespace moat::tls

@@ -1,0 +1,83 @@
+// tls/tls_transform.h
+//
+// TlsTransform: the server side of one TLS connection as a reactor::Transform. wolfSSL runs
+// over memory buffers through its custom I/O callbacks: Decode() appends the raw bytes the
+// ring delivered to an input buffer that the receive callback reads from, and every record
+// wolfSSL writes (handshake flights, alerts, application data) is appended to the caller's
+// output string by the send callback. Nothing ever blocks: the callbacks answer WANT_READ
+// when the input buffer is empty, and the output string always takes everything.
+//
+// Handshake: driven by Decode() (wolfSSL_accept until it completes). On completion the
+// `on_handshake` callback runs once, inside Decode, with the negotiated facts (HandshakeInfo).
+// Plaintext handed to Encode() before the handshake completes (implicit TLS: the greeting)
+// or while Decode() is running (a reply staged from the callback) is kept and encrypted at
+// the end of that Decode(), after the handshake records, so records always leave in the
+// order they were sealed.
+//
+// Owner: the connection's shard thread; not thread-safe. Parses untrusted input: yes (TLS
+// records, through wolfSSL); a protocol error is a `false` from Decode (the connection
+// closes), never an assert.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "core/reactor/connection.h"
+#include "tls/server_context.h"
+
+namespace moat::tls {
+
+struct HandshakeInfo {
+  std::string protocol;  // "TLSv1.3"
+  std::string cipher;    // "TLS_CHACHA20_POLY1305_SHA256" (IANA name)
+  int cipher_bits = 0;
+  int algorithm_bits = 0;
+  bool resumed = false;  // abbreviated handshake (session ticket)
+  // SHA-256 of the client certificate, "AA:BB:..." upper case; empty without one.
+  std::string peer_fingerprint;
+};
+
+class TlsTransform final : public reactor::Transform {
+ public:
+  using HandshakeCallback = absl::AnyInvocable<void(const HandshakeInfo&)>;
+  // REQUIRES: context outlives nothing in particular (it is held).
+  TlsTransform(std::shared_ptr<const ServerContext> context, HandshakeCallback on_handshake);
+  ~TlsTransform() override;
+  TlsTransform(const TlsTransform&) = delete;
+  TlsTransform& operator=(const TlsTransform&) = delete;
+
+  bool Decode(std::span<const char> raw, std::string* plain, std::string* raw_out) override;
+  bool Encode(std::span<const char> plain, std::string* raw_out) override;
+
+  bool handshake_done() const { return handshake_done_; }
+  const HandshakeInfo& info() const { return info_; }
+  // Why the last Decode/Encode failed ("" if none): for the log line.
+  const std::string& error() const { return error_; }
+
+  // wolfSSL I/O callback bodies (public for the C trampolines).
+  int ReadRaw(char* buffer, int size);
+  int WriteRaw(const char* buffer, int size);
+
+ private:
+  bool FlushDeferred(std::string* raw_out);
+  bool Fail(const char* what, int code);
+  void CollectInfo();
+
+  std::shared_ptr<const ServerContext> context_;
+  HandshakeCallback on_handshake_;
+  void* ssl_ = nullptr;  // WOLFSSL*
+  std::string in_;       // raw bytes not yet read by wolfSSL
+  size_t in_offset_ = 0;
+  std::string* out_ = nullptr;  // where the send callback appends (set per call)
+  std::string deferred_;        // plaintext waiting for the handshake / the end of Decode
+  bool in_decode_ = false;
+  bool handshake_done_ = false;
+  bool peer_closed_ = false;  // close_notify received
+  HandshakeInfo info_;
+  std::string error_;
+};
+
+}  // namespace moat::tls
