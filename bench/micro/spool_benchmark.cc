@@ -11,6 +11,12 @@
 // emerges.
 //
 // Spool files go under $TMPDIR (default /tmp): point it at the spool's file system.
+//
+// Measured 2026-11-23 (Release, this 2-core VM, ext4, load average ~19 from other builds):
+// framing 7.7 GB/s at 5 KB, 15 GB/s at 100 KB; the whole spool CPU path (Stage + PrepareCommit +
+// OnCommitDone, no I/O) ~3.1 us per 5 KB message; fdatasync ~110-370/s, so one message per
+// fdatasync gives ~300 msg/s and batches of 128 give ~13,900 msg/s; 20 closed-loop sessions
+// sharing one committer reach ~12.8 messages per fdatasync (~1,850 msg/s), 100 sessions ~54.
 #include <sys/uio.h>
 
 #include <condition_variable>
