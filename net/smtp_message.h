@@ -10,8 +10,9 @@
 //   2. End of data, policy passed: Submit(message, session). The session stops reading
 //      (WantsPause()) until the sink calls session.OnQueued() -- only after the fdatasync
 //      that covers the message -- or session.OnQueueFailed(). Exactly one of the two,
-//      from within Submit() or later from the shard loop. REQUIRES: the I/O layer keeps
-//      the session alive while SmtpSession::AwaitingQueue() is true.
+//      from within Submit() or later from the shard loop. REQUIRES: while
+//      SmtpSession::AwaitingQueue() is true, the session stays alive, or its owner tells
+//      the sink to forget it (never to call it) before destroying it.
 //   3. A transaction that got an ID but ends without Submit (RSET, HELO, QUIT, lost
 //      connection, rejected content) is reported with Abandon(queue_id).
 #pragma once

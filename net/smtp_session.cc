@@ -147,8 +147,9 @@ SmtpSession::SmtpSession(const SessionSettings& settings, Policy& policy, Messag
       namaddr_(absl::StrFormat("%s[%s]", connection_.client_name, connection_.client_ip)) {}
 
 SmtpSession::~SmtpSession() {
-  // REQUIRES (smtp_message.h): the sink has answered; it holds a reference until then.
-  MOAT_DCHECK(!awaiting_queue_);
+  // A session may die while the sink still holds its message (the connection dropped
+  // during the commit): the owner detaches it from the sink first (smtp_message.h). The
+  // message stays the sink's; no Abandon().
   if (started_ && !closing_) {
     reason_ = std::string(kReasonLost);
     Close();

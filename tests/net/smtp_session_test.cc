@@ -890,6 +890,22 @@ TEST_F(SessionTest, HeldSinkPausesAndCompletesLater) {
   EXPECT_EQ(session_->TakeOutput(), "250 2.0.0 Ok: queued as QID1\r\n221 2.0.0 Bye\r\n");
 }
 
+TEST_F(SessionTest, DestroyedWhileTheSinkHoldsTheMessage) {
+  sink_.mode = FakeSink::Mode::kHold;
+  StartData();
+  EXPECT_EQ(Send("x\r\n.\r\n"), "");
+  ASSERT_TRUE(session_->AwaitingQueue());
+  session_->OnEof();
+  EXPECT_TRUE(session_->WantsClose());
+  session_.reset();  // the owner detached it from the sink first
+  EXPECT_TRUE(sink_.abandoned.empty());  // the message is the sink's, not abandoned
+  EXPECT_EQ(sink_.messages.size(), 1u);
+  // As Postfix: no "lost connection after END-OF-MESSAGE" line, but the disconnect line.
+  EXPECT_THAT(log_, Not(HasSubstr("lost connection after END-OF-MESSAGE")));
+  EXPECT_THAT(log_, HasSubstr("disconnect from unknown[192.0.2.1] ehlo=1 mail=1 rcpt=1 "
+                              "data=0/1 commands=3/4\n"));
+}
+
 TEST_F(SessionTest, QueueFailures) {
   sink_.mode = FakeSink::Mode::kFailNoSpace;
   StartData();
