@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "tls/server_context.h"
+
 namespace moat::server {
 namespace {
 
@@ -38,8 +40,16 @@ net::SessionSettings MakeSessionSettings(const config::Config& c) {
   s.soft_error_limit = static_cast<int>(c.Int("smtpd_soft_error_limit"));
   s.hard_error_limit = static_cast<int>(c.Int("smtpd_hard_error_limit"));
   s.bare_newline = ParseBareNewline(c.String("smtpd_forbid_bare_newline"));
+  s.forbid_unauth_pipelining = c.Bool("smtpd_forbid_unauth_pipelining");
   s.client_connection_count_limit =
       static_cast<int>(c.Int("smtpd_client_connection_count_limit"));
+  // STARTTLS (tls engineer): offered at "may" and "encrypt"; "encrypt" refuses mail
+  // commands before it. With smtpd_tls_wrappermode the whole connection is TLS: no
+  // STARTTLS, and nothing to require.
+  const tls::SecurityLevel tls_level = tls::SecurityLevelFromConfig(c);
+  const bool wrapper_mode = c.Bool("smtpd_tls_wrappermode");
+  s.starttls_available = tls_level != tls::SecurityLevel::kNone && !wrapper_mode;
+  s.tls_required = tls_level == tls::SecurityLevel::kEncrypt && !wrapper_mode;
   return s;
 }
 
