@@ -182,19 +182,26 @@ absl::Status ParseProtocols(const std::vector<std::string>& words, int* min_vers
   return absl::OkStatus();
 }
 
-absl::StatusOr<ServerOptions> ServerOptionsFromConfig(const config::Config& config) {
-  ServerOptions o;
+SecurityLevel SecurityLevelFromConfig(const config::Config& config) {
   const std::string& level = config.String("smtpd_tls_security_level");
   if (level == "may") {
-    o.level = SecurityLevel::kMay;
-  } else if (level == "encrypt") {
-    o.level = SecurityLevel::kEncrypt;
-  } else if (level.empty()) {
-    // Postfix's obsolete pair, used only when the level is not set.
-    o.level = config.Bool("smtpd_enforce_tls") ? SecurityLevel::kEncrypt
-              : config.Bool("smtpd_use_tls")   ? SecurityLevel::kMay
-                                               : SecurityLevel::kNone;
+    return SecurityLevel::kMay;
   }
+  if (level == "encrypt") {
+    return SecurityLevel::kEncrypt;
+  }
+  if (level.empty()) {
+    // Postfix's obsolete pair, used only when the level is not set.
+    return config.Bool("smtpd_enforce_tls") ? SecurityLevel::kEncrypt
+           : config.Bool("smtpd_use_tls")   ? SecurityLevel::kMay
+                                            : SecurityLevel::kNone;
+  }
+  return SecurityLevel::kNone;
+}
+
+absl::StatusOr<ServerOptions> ServerOptionsFromConfig(const config::Config& config) {
+  ServerOptions o;
+  o.level = SecurityLevelFromConfig(config);
   o.cert_file = config.String("smtpd_tls_cert_file");
   o.key_file = config.String("smtpd_tls_key_file");
   o.chain_files = config.List("smtpd_tls_chain_files");

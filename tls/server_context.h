@@ -62,6 +62,9 @@ extern const char kDefaultCipherList[];
 absl::Status ParseProtocols(const std::vector<std::string>& words, int* min_version,
                             int* max_version);
 
+// smtpd_tls_security_level, or the obsolete smtpd_use_tls/smtpd_enforce_tls when it is empty.
+SecurityLevel SecurityLevelFromConfig(const config::Config& config);
+
 // smtpd_tls_* of a snapshot. Level: smtpd_tls_security_level, or the obsolete
 // smtpd_use_tls/smtpd_enforce_tls when it is empty. Protocols: smtpd_tls_mandatory_protocols
 // at "encrypt", smtpd_tls_protocols otherwise.

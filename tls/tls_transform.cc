@@ -79,10 +79,17 @@ void TlsTransform::CollectInfo() {
   const int suite = wolfSSL_get_current_cipher_suite(ssl);
   const char* iana = wolfSSL_get_cipher_name_iana_from_suite(
       static_cast<unsigned char>(suite >> 8), static_cast<unsigned char>(suite));
-  info_.cipher = iana != nullptr ? iana : wolfSSL_get_cipher_name(ssl);
+  // The names Postfix logs (OpenSSL's): for TLS 1.3 they are the IANA names, for TLS 1.2
+  // OpenSSL's own ("ECDHE-ECDSA-CHACHA20-POLY1305"), which wolfSSL's internal names equal.
+  if (info_.protocol == "TLSv1.3" && iana != nullptr) {
+    info_.cipher = iana;
+  } else {
+    info_.cipher = wolfSSL_get_cipher_name(ssl);
+  }
   int alg_bits = 0;
   info_.cipher_bits = wolfSSL_CIPHER_get_bits(wolfSSL_get_current_cipher(ssl), &alg_bits);
-  info_.algorithm_bits = alg_bits;
+  // wolfSSL leaves the algorithm's bits at 0; for these AEAD suites they equal the key's.
+  info_.algorithm_bits = alg_bits > 0 ? alg_bits : info_.cipher_bits;
   info_.resumed = wolfSSL_session_reused(ssl) != 0;
   WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl);
   if (peer != nullptr) {
@@ -182,6 +189,10 @@ bool TlsTransform::Encode(std::span<const char> plain, std::string* raw_out) {
       break;
     }
     offset += static_cast<size_t>(n);
+  }
+  if (ok && close_notify_requested_ && !close_notify_sent_) {
+    close_notify_sent_ = true;
+    wolfSSL_shutdown(ssl);  // sends the alert; the peer's answer is not awaited
   }
   out_ = nullptr;
   return ok;

@@ -32,7 +32,7 @@ namespace moat::tls {
 
 struct HandshakeInfo {
   std::string protocol;  // "TLSv1.3"
-  std::string cipher;    // "TLS_CHACHA20_POLY1305_SHA256" (IANA name)
+  std::string cipher;    // OpenSSL's name, as Postfix logs it: "TLS_CHACHA20_POLY1305_SHA256"
   int cipher_bits = 0;
   int algorithm_bits = 0;
   bool resumed = false;  // abbreviated handshake (session ticket)
@@ -51,6 +51,10 @@ class TlsTransform final : public reactor::Transform {
 
   bool Decode(std::span<const char> raw, std::string* plain, std::string* raw_out) override;
   bool Encode(std::span<const char> plain, std::string* raw_out) override;
+
+  // Makes the next Encode() (an empty one will do) end with a close_notify alert, as
+  // Postfix's SSL_shutdown before closing. Call before the connection's CloseAfterFlush.
+  void RequestCloseNotify() { close_notify_requested_ = true; }
 
   bool handshake_done() const { return handshake_done_; }
   const HandshakeInfo& info() const { return info_; }
@@ -76,6 +80,8 @@ class TlsTransform final : public reactor::Transform {
   bool in_decode_ = false;
   bool handshake_done_ = false;
   bool peer_closed_ = false;  // close_notify received
+  bool close_notify_requested_ = false;
+  bool close_notify_sent_ = false;
   HandshakeInfo info_;
   std::string error_;
 };

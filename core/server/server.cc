@@ -33,6 +33,7 @@
 #include "net/policy_config.h"
 #include "queue/segment_reader.h"
 #include "queue/spool.h"
+#include "tls/server_context.h"
 
 namespace moat::server {
 namespace {
@@ -60,6 +61,9 @@ struct Generation {
   std::shared_ptr<const config::Config> config;
   net::SessionSettings session_settings;
   std::unique_ptr<net::PolicyEngine> policy;
+  // STARTTLS (tls engineer): the server TLS context, rebuilt per generation so new
+  // certificates apply to new connections; null when smtpd_tls_security_level is none.
+  std::shared_ptr<const tls::ServerContext> tls;
 };
 
 absl::StatusOr<std::shared_ptr<const Generation>> BuildGeneration(
@@ -73,7 +77,23 @@ absl::StatusOr<std::shared_ptr<const Generation>> BuildGeneration(
   if (!policy.ok()) {
     return policy.status();
   }
+  // STARTTLS (tls engineer): a TLS level without a usable certificate is a configuration
+  // error (start-up fails; a reload keeps the previous generation).
+  std::shared_ptr<const tls::ServerContext> tls_context;
+  if (tls::SecurityLevelFromConfig(*config) != tls::SecurityLevel::kNone) {
+    absl::StatusOr<tls::ServerOptions> tls_options = tls::ServerOptionsFromConfig(*config);
+    if (!tls_options.ok()) {
+      return tls_options.status();
+    }
+    absl::StatusOr<std::shared_ptr<const tls::ServerContext>> created =
+        tls::ServerContext::Create(*std::move(tls_options));
+    if (!created.ok()) {
+      return created.status();
+    }
+    tls_context = *std::move(created);
+  }
   auto generation = std::make_shared<Generation>();
+  generation->tls = std::move(tls_context);
   generation->number = number;
   generation->session_settings = MakeSessionSettings(*config);
   generation->policy = *std::move(policy);
@@ -563,8 +583,9 @@ int Serve(const ServeOptions& options) {
       net::ConnectionInfo info = MakeConnectionInfo(connection, client, *g->config);
       const net::SessionSettings& settings = g->session_settings;
       net::Policy& policy = *g->policy;
+      std::shared_ptr<const tls::ServerContext> tls = g->tls;  // tls engineer
       return std::make_unique<SessionHandler>(settings, policy, *rt.spool, std::move(info),
-                                              std::move(g));
+                                              std::move(g), std::move(tls));
     });
     shard.SetReloadHandler([&rt](std::shared_ptr<const void> snapshot) {
       rt.generation = std::static_pointer_cast<const Generation>(std::move(snapshot));

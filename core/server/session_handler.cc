@@ -4,12 +4,20 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/strings/str_format.h"
+#include "core/log/log.h"
+
 namespace moat::server {
 
 SessionHandler::SessionHandler(const net::SessionSettings& settings, net::Policy& policy,
                                ShardSpool& spool, net::ConnectionInfo info,
-                               std::shared_ptr<const void> pin)
-    : pin_(std::move(pin)), spool_(spool), session_(settings, policy, spool, std::move(info)) {
+                               std::shared_ptr<const void> pin,
+                               std::shared_ptr<const tls::ServerContext> tls)
+    : pin_(std::move(pin)),
+      spool_(spool),
+      session_(settings, policy, spool, info),
+      tls_(std::move(tls)),
+      peer_text_(absl::StrFormat("%s[%s]", info.client_name, info.client_ip)) {
   spool_.Register(&session_, this);
 }
 
@@ -17,6 +25,9 @@ SessionHandler::~SessionHandler() { spool_.Detach(&session_); }
 
 void SessionHandler::OnOpen(reactor::Connection& connection) {
   connection_ = &connection;
+  if (tls_ != nullptr && tls_->options().wrapper_mode) {
+    StartTls();  // implicit TLS: the greeting waits in the transform for the handshake
+  }
   session_.Start();
   Pump();
 }
@@ -29,14 +40,51 @@ size_t SessionHandler::OnData(reactor::Connection& /*connection*/, std::span<con
   return data.size();
 }
 
-void SessionHandler::OnDrained(reactor::Connection& /*connection*/) {
+void SessionHandler::OnDrained(reactor::Connection& connection) {
   // Only now has the output left: the session learns it here, so bytes that arrived
   // before the greeting was handed to the kernel count as talking before the greeting.
   if (handed_bytes_ > 0) {
     session_.ConsumeOutput(handed_bytes_);
     handed_bytes_ = 0;
+    // STARTTLS (tls engineer): the 220 has left. Plaintext pipelined after the command
+    // (CVE-2011-0411) is dropped, both what the connection kept and what the session
+    // buffered (OnTlsStarted clears it); only bytes received from now on go to TLS.
+    if (session_.WantsStartTls() && !tls_handshaking_ && tls_ != nullptr &&
+        session_.output().empty()) {
+      connection.DiscardBufferedInput();
+      StartTls();
+    }
     Pump();
   }
+}
+
+// ---- STARTTLS (tls engineer) ----
+
+void SessionHandler::StartTls() {
+  auto transform = std::make_unique<tls::TlsTransform>(
+      tls_, [this](const tls::HandshakeInfo& info) { OnTlsHandshake(info); });
+  tls_transform_ = transform.get();
+  tls_handshaking_ = true;
+  connection_->SetTransform(std::move(transform));
+}
+
+void SessionHandler::OnTlsHandshake(const tls::HandshakeInfo& info) {
+  // Runs inside the transform's Decode: output staged here is sealed after the handshake
+  // records (TlsTransform defers it), so Pump() is safe.
+  tls_handshaking_ = false;
+  log::Info("%s TLS connection established from %s: %s with cipher %s (%d/%d bits)%s",
+            info.peer_fingerprint.empty() ? "Anonymous" : "Untrusted", peer_text_,
+            info.protocol, info.cipher, info.cipher_bits, info.algorithm_bits,
+            info.resumed ? " (resumed)" : "");
+  if (session_.WantsStartTls()) {
+    net::TlsInfo tls;
+    tls.protocol = info.protocol;
+    tls.cipher = info.cipher;
+    tls.cipher_bits = info.cipher_bits;
+    tls.algorithm_bits = info.algorithm_bits;
+    session_.OnTlsStarted(tls);
+  }
+  Pump();
 }
 
 void SessionHandler::OnTimeout(reactor::Connection& /*connection*/) {
@@ -58,7 +106,13 @@ void SessionHandler::OnShutdown(reactor::Connection& connection, reactor::Shutdo
 }
 
 void SessionHandler::OnClosed(reactor::Connection& /*connection*/,
-                              reactor::CloseReason /*reason*/) {
+                              reactor::CloseReason reason) {
+  if (tls_handshaking_ && tls_transform_ != nullptr) {
+    // STARTTLS (tls engineer): Postfix's wording for a failed server handshake.
+    log::Info("SSL_accept error from %s: %s", peer_text_,
+              tls_transform_->error().empty() ? reactor::CloseReasonName(reason)
+                                              : tls_transform_->error());
+  }
   if (!session_.WantsClose()) {
     session_.OnEof();
   }
@@ -81,6 +135,11 @@ void SessionHandler::Pump() {
     handed_bytes_ = out.size();
   }
   if (session_.WantsClose()) {
+    if (tls_transform_ != nullptr && !tls_handshaking_) {
+      // STARTTLS (tls engineer): close_notify after the last reply, as Postfix does.
+      tls_transform_->RequestCloseNotify();
+      (void)connection_->Send({});
+    }
     connection_->CloseAfterFlush(reactor::CloseReason::kLocal);
     return;
   }
@@ -90,6 +149,14 @@ void SessionHandler::Pump() {
       connection_->PauseReading();
       connection_->SetTimeout(session_.PendingDelay());
     }
+    return;
+  }
+  if (tls_handshaking_) {
+    // STARTTLS (tls engineer): reading runs the handshake; smtpd_timeout bounds it.
+    if (connection_->reading_paused()) {
+      connection_->ResumeReading();
+    }
+    connection_->SetTimeout(session_.timeout());
     return;
   }
   if (session_.WantsPause()) {

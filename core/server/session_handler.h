@@ -5,6 +5,10 @@
 // replies out once per turn, pauses reading while the session waits (for the fdatasync
 // behind its 250, or an error-sleep delay), runs the smtpd_timeout on the connection's
 // timer slot, and turns graceful shutdown into the session's 421.
+// STARTTLS ("tls" engineer's part): once the 220 has left, the pipelined plaintext is
+// discarded and a tls::TlsTransform is put in the connection's transform slot; when its
+// handshake completes the session is told (OnTlsStarted) and restarts. With
+// smtpd_tls_wrappermode the transform is installed before the greeting (implicit TLS).
 //
 // Owner: its shard thread; one per connection; destroyed by the connection after OnClosed.
 #pragma once
@@ -16,6 +20,8 @@
 #include "core/reactor/connection.h"
 #include "core/server/shard_spool.h"
 #include "net/smtp_session.h"
+#include "tls/server_context.h"
+#include "tls/tls_transform.h"
 
 namespace moat::server {
 
@@ -23,8 +29,10 @@ class SessionHandler final : public reactor::StreamHandler, public AnswerTarget 
  public:
   // `pin` keeps whatever owns `settings` and `policy` (the configuration generation the
   // session started with) alive for the session's lifetime.
+  // `tls` (may be null: no TLS) is the generation's server context (tls engineer).
   SessionHandler(const net::SessionSettings& settings, net::Policy& policy, ShardSpool& spool,
-                 net::ConnectionInfo info, std::shared_ptr<const void> pin = nullptr);
+                 net::ConnectionInfo info, std::shared_ptr<const void> pin = nullptr,
+                 std::shared_ptr<const tls::ServerContext> tls = nullptr);
   ~SessionHandler() override;
 
   void OnOpen(reactor::Connection& connection) override;
@@ -50,6 +58,14 @@ class SessionHandler final : public reactor::StreamHandler, public AnswerTarget 
   reactor::Connection* connection_ = nullptr;
   size_t handed_bytes_ = 0;  // bytes of session_.output() already given to Send()
   bool delaying_ = false;    // the timer slot runs an error-sleep delay, not smtpd_timeout
+
+  // ---- STARTTLS (tls engineer) ----
+  void StartTls();
+  void OnTlsHandshake(const tls::HandshakeInfo& info);
+  std::shared_ptr<const tls::ServerContext> tls_;
+  std::string peer_text_;                        // "name[ip]" for TLS log lines
+  tls::TlsTransform* tls_transform_ = nullptr;   // owned by the connection
+  bool tls_handshaking_ = false;                 // transform installed, handshake not done
 };
 
 }  // namespace moat::server

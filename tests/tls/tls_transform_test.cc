@@ -226,7 +226,8 @@ TEST_F(TlsTransformTest, Tls12ClientGetsChachaEcdhe) {
   std::string plain;
   ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
   EXPECT_EQ(server.info().protocol, "TLSv1.2");
-  EXPECT_EQ(server.info().cipher, "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256");
+  EXPECT_EQ(server.info().cipher, "ECDHE-ECDSA-CHACHA20-POLY1305");
+  EXPECT_EQ(server.info().algorithm_bits, 256);
 }
 
 TEST_F(TlsTransformTest, LargeWritesSplitIntoRecords) {

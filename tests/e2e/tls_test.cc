@@ -1,0 +1,341 @@
+// tests/e2e/tls_test.cc
+//
+// STARTTLS end to end: the real `moat serve` with certificates made at test time, driven by
+// openssl s_client (TLS 1.3, TLS 1.2, and a refused TLS 1.1), Python's smtplib and ssl
+// modules, and swaks. Checks: mail relayed over TLS, Postfix's log line, the
+// smtpd_tls_security_level = encrypt refusal, the CVE-2011-0411 defence (plaintext
+// pipelined after STARTTLS is never answered inside TLS), certificate reload for new
+// connections while an old TLS session goes on, session resumption across a reload (a new
+// WOLFSSL_CTX: the shared ticket keys), and implicit TLS (smtpd_tls_wrappermode).
+// Owner: "tls".
+#include <signal.h>
+
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/testing/smtp_client.h"
+#include "tests/testing/testing.h"
+#include "tests/tls/test_certs.h"
+
+namespace moat {
+namespace {
+
+using testing::ReplyCode;
+using testing::SmtpClient;
+
+// Python helpers shared by the scripts below (stdlib only).
+constexpr char kPythonPrelude[] = R"PY(
+import hashlib, smtplib, socket, ssl, sys, time
+
+def read_reply(f):
+    lines = []
+    for _ in range(100):
+        line = f.readline()
+        if not line:
+            break
+        lines.append(line.decode())
+        if len(line) < 4 or line[3:4] != b'-':
+            break
+    return lines
+
+def tls_context(ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = True
+    return ctx
+
+def starttls(port, ctx, source='127.0.0.2', session=None):
+    raw = socket.create_connection(('127.0.0.1', port), timeout=10, source_address=(source, 0))
+    f = raw.makefile('rb')
+    assert read_reply(f)[0].startswith('220'), 'greeting'
+    raw.sendall(b'EHLO client.example.org\r\n')
+    ehlo = read_reply(f)
+    assert any('STARTTLS' in l for l in ehlo), ehlo
+    raw.sendall(b'STARTTLS\r\n')
+    assert read_reply(f)[0].startswith('220 2.0.0'), 'starttls'
+    s = ctx.wrap_socket(raw, server_hostname='localhost', session=session)
+    return s
+)PY";
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    certs_ = tls_testing::MakeTestCerts(certs_dir_);
+    port_ = testing::FreePort();
+    // The served certificate lives in files the reload test rewrites.
+    dir_.Write("cert.pem", testing::ReadFile(certs_.server_cert));
+    dir_.Write("key.pem", testing::ReadFile(certs_.server_key));
+    WriteConfig("smtpd_tls_security_level = may\n");
+  }
+
+  void WriteConfig(const std::string& extra) {
+    dir_.Write("main.cf", absl::StrCat(
+        "myhostname = mx.example.net\n"
+        "mydestination =\n"
+        "local_recipient_maps =\n"
+        "mynetworks = 127.0.0.1/32\n"
+        "relay_domains = example.com\n"
+        "smtpd_recipient_restrictions = reject_unauth_destination\n"
+        "queue_directory = ", dir_.path(), "/queue\n"
+        "moat_listen = 127.0.0.1:", port_, "\n"
+        "moat_shards = 2\n"
+        "smtpd_tls_cert_file = ", dir_.path(), "/cert.pem\n"
+        "smtpd_tls_key_file = ", dir_.path(), "/key.pem\n", extra));
+  }
+
+  std::unique_ptr<testing::Process> StartServer() {
+    auto p = std::make_unique<testing::Process>(
+        std::vector<std::string>{testing::MoatBinary(), "serve", "-c", dir_.path()});
+    EXPECT_TRUE(testing::WaitForPort(port_)) << p->Stderr();
+    return p;
+  }
+
+  testing::RunResult Python(const std::string& body) {
+    return testing::Run({MOAT_PYTHON, "-c", absl::StrCat(kPythonPrelude, body), certs_.ca,
+                         std::to_string(port_)},
+                        "", std::chrono::seconds(60));
+  }
+
+  testing::RunResult SClient(const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {"/usr/bin/openssl", "s_client", "-starttls", "smtp",
+                                     "-connect", absl::StrCat("127.0.0.1:", port_), "-CAfile",
+                                     certs_.ca, "-verify_hostname", "localhost",
+                                     "-verify_return_error", "-brief", "-ign_eof"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return testing::Run(argv, "EHLO client.example.org\r\nQUIT\r\n", std::chrono::seconds(30));
+  }
+
+  testing::TempDir certs_dir_;
+  tls_testing::TestCerts certs_;
+  testing::TempDir dir_;
+  int port_ = 0;
+};
+
+TEST_F(TlsTest, OpensslStarttlsTls13AndTls12) {
+  auto server = StartServer();
+  testing::RunResult tls13 = SClient({"-tls1_3"});
+  EXPECT_EQ(tls13.exit_code, 0) << tls13.err;
+  EXPECT_NE(tls13.err.find("Protocol version: TLSv1.3"), std::string::npos) << tls13.err;
+  EXPECT_NE(tls13.err.find("Ciphersuite: TLS_CHACHA20_POLY1305_SHA256"), std::string::npos)
+      << tls13.err;
+  EXPECT_NE(tls13.err.find("Verification: OK"), std::string::npos) << tls13.err;
+  // The EHLO after the handshake is answered inside TLS, without STARTTLS in the list.
+  EXPECT_NE(tls13.out.find("250-mx.example.net"), std::string::npos) << tls13.out;
+  EXPECT_EQ(tls13.out.find("STARTTLS"), std::string::npos) << tls13.out;
+  EXPECT_NE(tls13.out.find("221 2.0.0"), std::string::npos) << tls13.out;
+
+  testing::RunResult tls12 = SClient({"-tls1_2"});
+  EXPECT_EQ(tls12.exit_code, 0) << tls12.err;
+  EXPECT_NE(tls12.err.find("Protocol version: TLSv1.2"), std::string::npos) << tls12.err;
+  EXPECT_NE(tls12.err.find("Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305"), std::string::npos)
+      << tls12.err;
+
+  // Nothing below TLS 1.2, even with the registry's default ">=TLSv1".
+  testing::RunResult tls11 = SClient({"-tls1_1"});
+  EXPECT_NE(tls11.exit_code, 0) << tls11.err;
+  EXPECT_EQ(tls11.out.find("250-mx.example.net"), std::string::npos) << tls11.out;
+
+  ASSERT_EQ(server->Stop(SIGTERM), 0) << server->Stderr();
+  const std::string log = server->Stderr();
+  EXPECT_NE(log.find("Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 "
+                     "with cipher TLS_CHACHA20_POLY1305_SHA256 (256/256 bits)"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("SSL_accept error from unknown[127.0.0.1]"), std::string::npos) << log;
+}
+
+TEST_F(TlsTest, SmtplibStarttlsRelaysMail) {
+  auto server = StartServer();
+  testing::RunResult r = Python(R"PY(
+ca, port = sys.argv[1], int(sys.argv[2])
+s = smtplib.SMTP('127.0.0.1', port, source_address=('127.0.0.2', 0), timeout=10)
+s.ehlo('client.example.org')
+assert s.has_extn('starttls')
+code, _ = s.starttls(context=tls_context(ca))
+assert code == 220, code
+s.ehlo('client.example.org')
+assert not s.has_extn('starttls')
+assert s.sock.version() == 'TLSv1.3', s.sock.version()
+refused = s.sendmail('a@example.org', ['alice@example.com'], b'Subject: tls\r\n\r\nover TLS\r\n')
+assert refused == {}, refused
+s.quit()
+print('ok')
+)PY");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "ok\n") << r.err;
+  ASSERT_EQ(server->Stop(SIGTERM), 0) << server->Stderr();
+  EXPECT_NE(server->Stderr().find("from=<a@example.org>"), std::string::npos)
+      << server->Stderr();
+}
+
+TEST_F(TlsTest, SwaksTls) {
+  auto server = StartServer();
+  testing::RunResult r = testing::Run(
+      {"/usr/bin/swaks", "--server", "127.0.0.1", "--port", std::to_string(port_), "--from",
+       "a@example.org", "--to", "alice@example.com", "--tls", "--tls-verify", "--tls-ca-path",
+       certs_.ca, "--tls-sni", "localhost", "--timeout", "10"},
+      "", std::chrono::seconds(60));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("TLS started with cipher TLSv1.3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("250 2.0.0 Ok: queued as"), std::string::npos) << r.out;
+}
+
+TEST_F(TlsTest, EncryptLevelRefusesMailBeforeStarttls) {
+  WriteConfig("smtpd_tls_security_level = encrypt\n");
+  auto server = StartServer();
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+  std::string ehlo = c.Command("EHLO client.example.org");
+  EXPECT_NE(ehlo.find("STARTTLS"), std::string::npos) << ehlo;
+  std::string mail = c.Command("MAIL FROM:<a@example.org>");
+  EXPECT_EQ(mail.rfind("530 5.7.0", 0), 0u) << mail;
+  EXPECT_EQ(ReplyCode(c.Command("QUIT")), 221);
+
+  // After STARTTLS the same commands work.
+  testing::RunResult r = Python(R"PY(
+ca, port = sys.argv[1], int(sys.argv[2])
+s = smtplib.SMTP('127.0.0.1', port, source_address=('127.0.0.3', 0), timeout=10)
+s.starttls(context=tls_context(ca))
+refused = s.sendmail('a@example.org', ['alice@example.com'], b'Subject: e\r\n\r\ne\r\n')
+assert refused == {}, refused
+s.quit()
+print('ok')
+)PY");
+  EXPECT_EQ(r.out, "ok\n") << r.err;
+}
+
+// CVE-2011-0411: "STARTTLS\r\nRSET\r\n" in one packet. The RSET is plaintext injected
+// before the handshake: it must be discarded, so the first reply inside TLS is the EHLO's.
+TEST_F(TlsTest, PlaintextPipelinedAfterStarttlsIsNeverAnsweredInsideTls) {
+  auto server = StartServer();
+  testing::RunResult r = Python(R"PY(
+ca, port = sys.argv[1], int(sys.argv[2])
+raw = socket.create_connection(('127.0.0.1', port), timeout=10, source_address=('127.0.0.2', 0))
+f = raw.makefile('rb')
+assert read_reply(f)[0].startswith('220')
+raw.sendall(b'EHLO client.example.org\r\n')
+read_reply(f)
+raw.sendall(b'STARTTLS\r\nRSET\r\nMAIL FROM:<injected@example.org>\r\n')
+reply = read_reply(f)
+assert reply[0].startswith('220 2.0.0'), reply
+s = tls_context(ca).wrap_socket(raw, server_hostname='localhost')
+tf = s.makefile('rb')
+s.sendall(b'EHLO client.example.org\r\n')
+first = read_reply(tf)
+assert first[0].startswith('250-mx.example.net'), first
+# The session restarted: no transaction from before TLS survives.
+s.sendall(b'RCPT TO:<alice@example.com>\r\n')
+rcpt = read_reply(tf)
+assert rcpt[0].startswith('503'), rcpt
+s.sendall(b'QUIT\r\n')
+assert read_reply(tf)[0].startswith('221'), 'quit'
+print('ok')
+)PY");
+  EXPECT_EQ(r.out, "ok\n") << r.err;
+}
+
+// New certificate files + moat reload: new connections get the new certificate; a TLS
+// session opened before goes on; a ticket from before the reload (another WOLFSSL_CTX)
+// still resumes.
+TEST_F(TlsTest, ReloadServesTheNewCertificateAndKeepsTickets) {
+  auto server = StartServer();
+  const std::string fingerprint_script = R"PY(
+ca, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = starttls(port, ctx)
+print(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest())
+s.close()
+)PY";
+  testing::RunResult before = Python(fingerprint_script);
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+
+  // A session that stays open across the reload, and a ticket from before it.
+  testing::Process old_session({MOAT_PYTHON, "-c", absl::StrCat(kPythonPrelude, R"PY(
+import os
+ca, port, flag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = tls_context(ca)
+s = starttls(port, ctx, source='127.0.0.3')
+f = s.makefile('rb')
+s.sendall(b'EHLO client.example.org\r\n')
+read_reply(f)
+first_session = s.session
+open(flag + '.open', 'w').close()
+for _ in range(1000):
+    if os.path.exists(flag + '.go'):
+        break
+    time.sleep(0.01)
+s.sendall(b'MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n')
+r = read_reply(f) + read_reply(f) + read_reply(f)
+assert r[-1].startswith('354'), r
+s.sendall(b'Subject: x\r\n\r\nx\r\n.\r\n')
+assert read_reply(f)[0].startswith('250 2.0.0 Ok: queued'), 'queued'
+s.sendall(b'QUIT\r\n')
+read_reply(f)
+s.close()
+again = starttls(port, ctx, source='127.0.0.2', session=first_session)
+print('resumed' if again.session_reused else 'full')
+again.close()
+)PY"),
+                                certs_.ca, std::to_string(port_), dir_.path() + "/flag"});
+  for (int i = 0; i < 2000 && !std::filesystem::exists(dir_.path() + "/flag.open"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(std::filesystem::exists(dir_.path() + "/flag.open")) << old_session.Stderr();
+
+  dir_.Write("cert.pem", testing::ReadFile(certs_.other_cert));
+  dir_.Write("key.pem", testing::ReadFile(certs_.other_key));
+  testing::RunResult reload = testing::RunMoat({"reload", "-c", dir_.path()});
+  ASSERT_EQ(reload.exit_code, 0) << reload.err << server->Stderr();
+  testing::RunResult after = Python(fingerprint_script);
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_NE(before.out, after.out);
+  testing::RunResult other = testing::Run(
+      {"/usr/bin/openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", certs_.other_cert});
+  std::string expected;
+  for (char ch : other.out.substr(other.out.find('=') + 1)) {
+    if (ch != ':' && ch != '\n') {
+      expected += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+  }
+  EXPECT_EQ(after.out, expected + "\n");
+
+  dir_.Write("flag.go", "");
+  EXPECT_EQ(old_session.Wait(std::chrono::seconds(30)), 0) << old_session.Stderr();
+  EXPECT_EQ(old_session.Stdout(), "resumed\n") << old_session.Stderr();
+}
+
+TEST_F(TlsTest, WrapperModeIsTlsFromTheFirstByte) {
+  WriteConfig("smtpd_tls_security_level = may\nsmtpd_tls_wrappermode = yes\n");
+  auto server = StartServer();
+  testing::RunResult r = Python(R"PY(
+ca, port = sys.argv[1], int(sys.argv[2])
+s = smtplib.SMTP_SSL('127.0.0.1', port, source_address=('127.0.0.2', 0), timeout=10,
+                     context=tls_context(ca), local_hostname='client.example.org')
+s.ehlo()
+assert not s.has_extn('starttls')
+refused = s.sendmail('a@example.org', ['alice@example.com'], b'Subject: w\r\n\r\nw\r\n')
+assert refused == {}, refused
+s.quit()
+print('ok')
+)PY");
+  EXPECT_EQ(r.out, "ok\n") << r.err;
+}
+
+TEST_F(TlsTest, BadCertificateFailsStartup) {
+  dir_.Write("key.pem", testing::ReadFile(certs_.other_key));  // not the certificate's key
+  testing::RunResult r = testing::RunMoat({"serve", "-c", dir_.path()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("does not match the certificate"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace moat
