@@ -13,6 +13,7 @@ packages=(
   # tests and benchmarks: real peers and tools
   openssl python3 python3-aiosmtpd swaks libnet-ssleay-perl postfix tinycdb libcdb-dev
   gnuplot-nox procps iproute2
+  testssl.sh  # tls: TLS scan of moat in tests/e2e/tls_test.cc
 )
 
 missing=()
