@@ -150,6 +150,11 @@ absl::Status CompiledMap::VerifyData() const {
   return absl::OkStatus();
 }
 
+void CompiledMap::Prefetch(std::string_view key) const {
+  const uint64_t hash = XXH3_64bits_withSeed(key.data(), key.size(), seed_);
+  __builtin_prefetch(&slots_[hash & mask_]);
+}
+
 std::optional<std::string_view> CompiledMap::Find(std::string_view key) const {
   const uint64_t hash = XXH3_64bits_withSeed(key.data(), key.size(), seed_);
   const uint64_t tag = hash >> kTagShift;

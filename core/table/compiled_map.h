@@ -36,6 +36,7 @@ class CompiledMap final : public Map {
   ~CompiledMap() override;
 
   std::optional<std::string_view> Find(std::string_view key) const override;
+  void Prefetch(std::string_view key) const override;
   uint64_t size() const override { return rows_; }
 
   // Checks the data checksum (reads the whole file). For `moat check`, not for reload.

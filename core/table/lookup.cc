@@ -16,13 +16,21 @@ struct Scratch {
   char key[kQueryBytesMax + 2];
 };
 
+// How a search order runs: kPrefetch walks every candidate key and only prefetches (it
+// never matches), so that the kFind walk that follows finds the index slots of all
+// candidates already on their way from memory: the misses overlap instead of queueing.
+enum class Mode { kPrefetch, kFind };
+
 // Tries `key` in every map; pattern maps only when `whole` (the query as a whole).
-std::optional<Match> Probe(const MapList& maps, std::string_view key, KeyForm form, bool whole) {
+std::optional<Match> Probe(const MapList& maps, std::string_view key, KeyForm form, bool whole,
+                           Mode mode = Mode::kFind) {
   for (const std::shared_ptr<const Map>& map : maps.maps()) {
     if (map->IsPattern() && !whole) {
       continue;
     }
-    if (std::optional<std::string_view> value = map->Find(key)) {
+    if (mode == Mode::kPrefetch) {
+      map->Prefetch(key);
+    } else if (std::optional<std::string_view> value = map->Find(key)) {
       return Match{*value, map.get(), form};
     }
   }
@@ -135,8 +143,8 @@ std::optional<Match> ProbeDomain(const MapList& maps, std::string_view domain,
 
 // user+ext@domain, user@domain; then user+ext, user when `localpart_forms`.
 std::optional<Match> ProbeAddress(const MapList& maps, const Address& a, bool localpart_forms,
-                                  Scratch* s) {
-  if (auto m = Probe(maps, a.whole, KeyForm::kAddress, true)) {
+                                  Scratch* s, Mode mode = Mode::kFind) {
+  if (auto m = Probe(maps, a.whole, KeyForm::kAddress, true, mode)) {
     return m;
   }
   if (!a.extension.empty()) {
@@ -146,16 +154,16 @@ std::optional<Match> ProbeAddress(const MapList& maps, const Address& a, bool lo
       memcpy(s->key + a.user.size() + 1, a.domain.data(), a.domain.size());
       key = std::string_view(s->key, a.user.size() + 1 + a.domain.size());
     }
-    if (auto m = Probe(maps, key, KeyForm::kAddressNoExt, false)) {
+    if (auto m = Probe(maps, key, KeyForm::kAddressNoExt, false, mode)) {
       return m;
     }
   }
   if (localpart_forms && a.has_domain) {
-    if (auto m = Probe(maps, a.localpart, KeyForm::kLocalPart, false)) {
+    if (auto m = Probe(maps, a.localpart, KeyForm::kLocalPart, false, mode)) {
       return m;
     }
     if (!a.extension.empty()) {
-      if (auto m = Probe(maps, a.user, KeyForm::kLocalPartNoExt, false)) {
+      if (auto m = Probe(maps, a.user, KeyForm::kLocalPartNoExt, false, mode)) {
         return m;
       }
     }
@@ -163,26 +171,28 @@ std::optional<Match> ProbeAddress(const MapList& maps, const Address& a, bool lo
   return std::nullopt;
 }
 
-std::optional<Match> ProbeLocalPartAt(const MapList& maps, const Address& a, Scratch* s) {
+std::optional<Match> ProbeLocalPartAt(const MapList& maps, const Address& a, Scratch* s,
+                                      Mode mode = Mode::kFind) {
   if (!a.has_domain) {
     return std::nullopt;
   }
-  if (auto m = Probe(maps, Concat(s, a.localpart, "@"), KeyForm::kLocalPartAt, false)) {
+  if (auto m = Probe(maps, Concat(s, a.localpart, "@"), KeyForm::kLocalPartAt, false, mode)) {
     return m;
   }
   if (!a.extension.empty()) {
-    if (auto m = Probe(maps, Concat(s, a.user, "@"), KeyForm::kLocalPartNoExtAt, false)) {
+    if (auto m = Probe(maps, Concat(s, a.user, "@"), KeyForm::kLocalPartNoExtAt, false, mode)) {
       return m;
     }
   }
   return std::nullopt;
 }
 
-std::optional<Match> ProbeAtDomain(const MapList& maps, const Address& a, Scratch* s) {
+std::optional<Match> ProbeAtDomain(const MapList& maps, const Address& a, Scratch* s,
+                                   Mode mode = Mode::kFind) {
   if (!a.has_domain) {
     return std::nullopt;
   }
-  return Probe(maps, Concat(s, "@", a.domain), KeyForm::kAtDomain, false);
+  return Probe(maps, Concat(s, "@", a.domain), KeyForm::kAtDomain, false, mode);
 }
 
 }  // namespace
@@ -228,6 +238,9 @@ std::optional<Match> FindRecipient(const MapList& maps, std::string_view address
     return std::nullopt;
   }
   Address a = Split(folded, delimiters);
+  ProbeAddress(maps, a, domain_is_local, &s, Mode::kPrefetch);
+  ProbeLocalPartAt(maps, a, &s, Mode::kPrefetch);
+  ProbeAtDomain(maps, a, &s, Mode::kPrefetch);
   if (auto m = ProbeAddress(maps, a, domain_is_local, &s)) {
     return m;
   }
@@ -245,6 +258,8 @@ std::optional<Match> FindVirtualAlias(const MapList& maps, std::string_view addr
     return std::nullopt;
   }
   Address a = Split(folded, delimiters);
+  ProbeAddress(maps, a, domain_is_local, &s, Mode::kPrefetch);
+  ProbeAtDomain(maps, a, &s, Mode::kPrefetch);
   if (auto m = ProbeAddress(maps, a, domain_is_local, &s)) {
     return m;
   }

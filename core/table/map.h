@@ -34,6 +34,10 @@ class Map {
   // The value for exactly `key`, or nullopt. Never allocates, never blocks (beyond a page
   // fault on a table that was not populated, see README.md).
   virtual std::optional<std::string_view> Find(std::string_view key) const = 0;
+  // A hint that Find(key) follows soon: starts loading the memory it will touch (a
+  // compiled table prefetches the key's home index slot). Lets a search order overlap the
+  // cache misses of its candidate keys. Never allocates; no effect on the result.
+  virtual void Prefetch(std::string_view /*key*/) const {}
   // True for pattern tables (cidr:), which are queried once with the whole string and not
   // with the partial keys (parent domains, `user@`, network prefixes) of fixed tables.
   virtual bool IsPattern() const { return false; }
