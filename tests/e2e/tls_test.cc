@@ -330,6 +330,28 @@ print('ok')
   EXPECT_EQ(r.out, "ok\n") << r.err;
 }
 
+// testssl.sh (Debian's testssl.sh package) --starttls smtp: protocols, cipher categories,
+// forward secrecy and vulnerabilities. The certificate section (-S) is left out: its
+// "NOT ok" lines judge the test certificate (private CA, no CRL/OCSP URI), not moat.
+TEST_F(TlsTest, TestsslFindsNothingBelowTls12AndNothingVulnerable) {
+  auto server = StartServer();
+  testing::RunResult r = testing::Run(
+      {"/usr/bin/testssl", "--starttls", "smtp", "--quiet", "--color", "0", "--warnings",
+       "batch", "-p", "-s", "-f", "-U", absl::StrCat("127.0.0.1:", port_)},
+      "", std::chrono::seconds(280));
+  ASSERT_NE(r.exit_code, -1) << "testssl timed out\n" << r.out;
+  EXPECT_NE(r.out.find("Testing vulnerabilities"), std::string::npos) << r.out << r.err;
+  for (const char* line : {"SSLv2      not offered", "SSLv3      not offered",
+                           "TLS 1      not offered", "TLS 1.1    not offered",
+                           "TLS 1.2    offered", "TLS 1.3    offered",
+                           "NULL ciphers (no encryption)                  not offered",
+                           "PFS is offered (OK)"}) {
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+  }
+  EXPECT_EQ(r.out.find("VULNERABLE"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("NOT ok"), std::string::npos) << r.out;
+}
+
 TEST_F(TlsTest, BadCertificateFailsStartup) {
   dir_.Write("key.pem", testing::ReadFile(certs_.other_key));  // not the certificate's key
   testing::RunResult r = testing::RunMoat({"serve", "-c", dir_.path()});
