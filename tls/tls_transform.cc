@@ -4,6 +4,7 @@
 // clang-format off
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 // clang-format on
 
 #include <algorithm>
@@ -21,6 +22,18 @@ constexpr int kRecordBytes = 16384;
 // Compact the raw input buffer once this much of it has been read.
 constexpr size_t kCompactBytes = 16384;
 
+// Debian's wolfSSL is built with FP_ECC: every thread that does ECC math keeps a
+// thread-local fixed-point cache (~800 KiB after a few handshakes) that only
+// wc_ecc_fp_free() on that thread releases. One of these per shard thread does it at
+// thread exit.
+struct EccCacheReleaser {
+  ~EccCacheReleaser() { wc_ecc_fp_free(); }
+};
+void ReleaseEccCacheAtThreadExit() {
+  thread_local EccCacheReleaser releaser;
+  (void)releaser;
+}
+
 int RecvTrampoline(WOLFSSL* /*ssl*/, char* buffer, int size, void* user) {
   return static_cast<TlsTransform*>(user)->ReadRaw(buffer, size);
 }
@@ -34,6 +47,7 @@ int SendTrampoline(WOLFSSL* /*ssl*/, char* buffer, int size, void* user) {
 TlsTransform::TlsTransform(std::shared_ptr<const ServerContext> context,
                            HandshakeCallback on_handshake)
     : context_(std::move(context)), on_handshake_(std::move(on_handshake)) {
+  ReleaseEccCacheAtThreadExit();
   auto* ctx = static_cast<WOLFSSL_CTX*>(context_->native());
   WOLFSSL* ssl = wolfSSL_new(ctx);
   MOAT_CHECK(ssl != nullptr);  // out of memory
