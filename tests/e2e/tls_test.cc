@@ -11,6 +11,7 @@
 #include <signal.h>
 
 #include <cctype>
+#include <cstdio>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -311,6 +312,50 @@ again.close()
   dir_.Write("flag.go", "");
   EXPECT_EQ(old_session.Wait(std::chrono::seconds(30)), 0) << old_session.Stderr();
   EXPECT_EQ(old_session.Stdout(), "resumed\n") << old_session.Stderr();
+}
+
+// Certificate reloads while clients keep connecting: no handshake fails, and both
+// certificates are seen.
+TEST_F(TlsTest, ReloadUnderLoadFailsNoHandshake) {
+  auto server = StartServer();
+  testing::Process load({MOAT_PYTHON, "-c", absl::StrCat(kPythonPrelude, R"PY(
+import os
+ca, port, flag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+seen, done = set(), 0
+for i in range(400):
+    s = starttls(port, ctx, source='127.0.0.%d' % (2 + i % 4))
+    seen.add(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest())
+    f = s.makefile('rb')
+    s.sendall(b'EHLO client.example.org\r\nQUIT\r\n')
+    r = read_reply(f) + read_reply(f)
+    assert r[-1].startswith('221'), r
+    s.close()
+    done += 1
+    if os.path.exists(flag) and done >= 20:
+        break
+print(done, len(seen))
+)PY"),
+                         certs_.ca, std::to_string(port_), dir_.path() + "/stop"});
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    const bool other = i % 2 == 0;
+    dir_.Write("cert.pem", testing::ReadFile(other ? certs_.other_cert : certs_.server_cert));
+    dir_.Write("key.pem", testing::ReadFile(other ? certs_.other_key : certs_.server_key));
+    testing::RunResult reload = testing::RunMoat({"reload", "-c", dir_.path()});
+    ASSERT_EQ(reload.exit_code, 0) << reload.err << server->Stderr();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  dir_.Write("stop", "");
+  ASSERT_EQ(load.Wait(std::chrono::seconds(120)), 0) << load.Stderr();
+  int done = 0;
+  int seen = 0;
+  ASSERT_EQ(sscanf(load.Stdout().c_str(), "%d %d", &done, &seen), 2) << load.Stdout();
+  EXPECT_GE(done, 20);
+  EXPECT_EQ(seen, 2) << load.Stdout();
+  EXPECT_EQ(server->Stderr().find("SSL_accept error"), std::string::npos) << server->Stderr();
 }
 
 TEST_F(TlsTest, WrapperModeIsTlsFromTheFirstByte) {
