@@ -26,8 +26,8 @@ const char kDefaultCipherList[] =
 namespace {
 
 // Protocol names in Postfix's order; index + 0 = SSLv2 ... 5 = TLSv1.3.
-constexpr std::string_view kProtocols[] = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2",
-                                           "TLSv1.3"};
+constexpr std::string_view kProtocols[] = {"SSLv2",   "SSLv3",   "TLSv1",
+                                           "TLSv1.1", "TLSv1.2", "TLSv1.3"};
 constexpr int kTls12 = 4;  // index of TLSv1.2
 constexpr int kTls13 = 5;
 
@@ -212,9 +212,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFromConfig(const config::Config& conf
   o.ask_client_cert = config.Bool("smtpd_tls_ask_ccert");
   o.wrapper_mode = config.Bool("smtpd_tls_wrappermode");
   o.received_header = config.Bool("smtpd_tls_received_header");
-  const char* protocols_name = o.level == SecurityLevel::kEncrypt
-                                   ? "smtpd_tls_mandatory_protocols"
-                                   : "smtpd_tls_protocols";
+  const char* protocols_name =
+      o.level == SecurityLevel::kEncrypt ? "smtpd_tls_mandatory_protocols" : "smtpd_tls_protocols";
   absl::Status s = ParseProtocols(config.List(protocols_name), &o.min_version, &o.max_version);
   if (!s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("%s: %s", protocols_name, s.message()));
@@ -233,8 +232,7 @@ ServerContext::~ServerContext() {
   }
 }
 
-absl::StatusOr<std::shared_ptr<const ServerContext>> ServerContext::Create(
-    ServerOptions options) {
+absl::StatusOr<std::shared_ptr<const ServerContext>> ServerContext::Create(ServerOptions options) {
   static const bool initialised = [] {
     wolfSSL_Init();
     return true;
@@ -315,8 +313,7 @@ absl::StatusOr<std::shared_ptr<const ServerContext>> ServerContext::Create(
   absl::Status self_test = SelfTestHandshake(ctx, o.max_version);
   if (!self_test.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: %s", o.chain_files.empty() ? o.key_file : o.chain_files.front(),
-        self_test.message()));
+        "%s: %s", o.chain_files.empty() ? o.key_file : o.chain_files.front(), self_test.message()));
   }
   return std::shared_ptr<const ServerContext>(std::move(context));
 }

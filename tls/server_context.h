@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+
 #include "core/config/config.h"
 #include "tls/ticket_keys.h"
 
@@ -43,9 +44,9 @@ struct ServerOptions {
   // Lowest/highest protocol version: 2 = TLS 1.2, 3 = TLS 1.3.
   int min_version = 2;
   int max_version = 3;
-  bool ask_client_cert = false;          // smtpd_tls_ask_ccert
-  bool wrapper_mode = false;             // smtpd_tls_wrappermode (implicit TLS)
-  bool received_header = false;          // smtpd_tls_received_header
+  bool ask_client_cert = false;  // smtpd_tls_ask_ccert
+  bool wrapper_mode = false;     // smtpd_tls_wrappermode (implicit TLS)
+  bool received_header = false;  // smtpd_tls_received_header
   // wolfSSL suite names, TLS 1.3 and 1.2. Empty = kDefaultCipherList.
   std::string cipher_list;
   // Shared ticket keys. nullptr = TicketKeys::Process().

@@ -39,8 +39,7 @@ void FillRandom(unsigned char* bytes, size_t size) {
 
 // Additional data: name || iv || length (4 bytes, big-endian).
 constexpr size_t kAadBytes = WOLFSSL_TICKET_NAME_SZ + CHACHA20_POLY1305_AEAD_IV_SIZE + 4;
-void MakeAad(const unsigned char* name, const unsigned char* iv, int length,
-             unsigned char* aad) {
+void MakeAad(const unsigned char* name, const unsigned char* iv, int length, unsigned char* aad) {
   std::memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
   std::memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, CHACHA20_POLY1305_AEAD_IV_SIZE);
   const auto n = static_cast<uint32_t>(length);

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+
 #include "core/log/assert.h"
 
 namespace moat::tls {
@@ -58,7 +59,9 @@ TlsTransform::TlsTransform(std::shared_ptr<const ServerContext> context,
   ssl_ = ssl;
 }
 
-TlsTransform::~TlsTransform() { wolfSSL_free(static_cast<WOLFSSL*>(ssl_)); }
+TlsTransform::~TlsTransform() {
+  wolfSSL_free(static_cast<WOLFSSL*>(ssl_));
+}
 
 int TlsTransform::ReadRaw(char* buffer, int size) {
   const size_t available = in_.size() - in_offset_;
@@ -91,8 +94,8 @@ void TlsTransform::CollectInfo() {
   auto* ssl = static_cast<WOLFSSL*>(ssl_);
   info_.protocol = wolfSSL_get_version(ssl);
   const int suite = wolfSSL_get_current_cipher_suite(ssl);
-  const char* iana = wolfSSL_get_cipher_name_iana_from_suite(
-      static_cast<unsigned char>(suite >> 8), static_cast<unsigned char>(suite));
+  const char* iana = wolfSSL_get_cipher_name_iana_from_suite(static_cast<unsigned char>(suite >> 8),
+                                                             static_cast<unsigned char>(suite));
   // The names Postfix logs (OpenSSL's): for TLS 1.3 they are the IANA names, for TLS 1.2
   // OpenSSL's own ("ECDHE-ECDSA-CHACHA20-POLY1305"), which wolfSSL's internal names equal.
   if (info_.protocol == "TLSv1.3" && iana != nullptr) {

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "absl/functional/any_invocable.h"
+
 #include "core/reactor/connection.h"
 #include "tls/server_context.h"
 

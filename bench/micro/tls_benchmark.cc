@@ -23,6 +23,7 @@
 #include <string>
 
 #include "benchmark/benchmark.h"
+
 #include "tls/server_context.h"
 #include "tls/ticket_keys.h"
 #include "tls/tls_transform.h"
@@ -41,9 +42,10 @@ const Certs& TestCerts() {
     c->dir = mkdtemp(tmpl);
     c->cert = c->dir + "/cert.pem";
     c->key = c->dir + "/key.pem";
-    const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-                            "-nodes -days 2 -subj /CN=localhost -keyout " +
-                            c->key + " -out " + c->cert + " 2>/dev/null";
+    const std::string cmd =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+        "-nodes -days 2 -subj /CN=localhost -keyout " +
+        c->key + " -out " + c->cert + " 2>/dev/null";
     if (system(cmd.c_str()) != 0) {
       abort();
     }

@@ -11,8 +11,8 @@
 #include <signal.h>
 
 #include <cctype>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+
 #include "tests/testing/smtp_client.h"
 #include "tests/testing/testing.h"
 #include "tests/tls/test_certs.h"
@@ -76,18 +77,24 @@ class TlsTest : public ::testing::Test {
   }
 
   void WriteConfig(const std::string& extra) {
-    dir_.Write("main.cf", absl::StrCat(
-        "myhostname = mx.example.net\n"
-        "mydestination =\n"
-        "local_recipient_maps =\n"
-        "mynetworks = 127.0.0.1/32\n"
-        "relay_domains = example.com\n"
-        "smtpd_recipient_restrictions = reject_unauth_destination\n"
-        "queue_directory = ", dir_.path(), "/queue\n"
-        "moat_listen = 127.0.0.1:", port_, "\n"
-        "moat_shards = 2\n"
-        "smtpd_tls_cert_file = ", dir_.path(), "/cert.pem\n"
-        "smtpd_tls_key_file = ", dir_.path(), "/key.pem\n", extra));
+    dir_.Write("main.cf", absl::StrCat("myhostname = mx.example.net\n"
+                                       "mydestination =\n"
+                                       "local_recipient_maps =\n"
+                                       "mynetworks = 127.0.0.1/32\n"
+                                       "relay_domains = example.com\n"
+                                       "smtpd_recipient_restrictions = reject_unauth_destination\n"
+                                       "queue_directory = ",
+                                       dir_.path(),
+                                       "/queue\n"
+                                       "moat_listen = 127.0.0.1:",
+                                       port_,
+                                       "\n"
+                                       "moat_shards = 2\n"
+                                       "smtpd_tls_cert_file = ",
+                                       dir_.path(),
+                                       "/cert.pem\n"
+                                       "smtpd_tls_key_file = ",
+                                       dir_.path(), "/key.pem\n", extra));
   }
 
   std::unique_ptr<testing::Process> StartServer() {
@@ -98,16 +105,25 @@ class TlsTest : public ::testing::Test {
   }
 
   testing::RunResult Python(const std::string& body) {
-    return testing::Run({MOAT_PYTHON, "-c", absl::StrCat(kPythonPrelude, body), certs_.ca,
-                         std::to_string(port_)},
-                        "", std::chrono::seconds(60));
+    return testing::Run(
+        {MOAT_PYTHON, "-c", absl::StrCat(kPythonPrelude, body), certs_.ca, std::to_string(port_)},
+        "", std::chrono::seconds(60));
   }
 
   testing::RunResult SClient(const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {"/usr/bin/openssl", "s_client", "-starttls", "smtp",
-                                     "-connect", absl::StrCat("127.0.0.1:", port_), "-CAfile",
-                                     certs_.ca, "-verify_hostname", "localhost",
-                                     "-verify_return_error", "-brief", "-ign_eof"};
+    std::vector<std::string> argv = {"/usr/bin/openssl",
+                                     "s_client",
+                                     "-starttls",
+                                     "smtp",
+                                     "-connect",
+                                     absl::StrCat("127.0.0.1:", port_),
+                                     "-CAfile",
+                                     certs_.ca,
+                                     "-verify_hostname",
+                                     "localhost",
+                                     "-verify_return_error",
+                                     "-brief",
+                                     "-ign_eof"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return testing::Run(argv, "EHLO client.example.org\r\nQUIT\r\n", std::chrono::seconds(30));
   }
@@ -171,17 +187,16 @@ print('ok')
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, "ok\n") << r.err;
   ASSERT_EQ(server->Stop(SIGTERM), 0) << server->Stderr();
-  EXPECT_NE(server->Stderr().find("from=<a@example.org>"), std::string::npos)
-      << server->Stderr();
+  EXPECT_NE(server->Stderr().find("from=<a@example.org>"), std::string::npos) << server->Stderr();
 }
 
 TEST_F(TlsTest, SwaksTls) {
   auto server = StartServer();
-  testing::RunResult r = testing::Run(
-      {"/usr/bin/swaks", "--server", "127.0.0.1", "--port", std::to_string(port_), "--from",
-       "a@example.org", "--to", "alice@example.com", "--tls", "--tls-verify", "--tls-ca-path",
-       certs_.ca, "--tls-sni", "localhost", "--timeout", "10"},
-      "", std::chrono::seconds(60));
+  testing::RunResult r =
+      testing::Run({"/usr/bin/swaks", "--server", "127.0.0.1", "--port", std::to_string(port_),
+                    "--from", "a@example.org", "--to", "alice@example.com", "--tls", "--tls-verify",
+                    "--tls-ca-path", certs_.ca, "--tls-sni", "localhost", "--timeout", "10"},
+                   "", std::chrono::seconds(60));
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("TLS started with cipher TLSv1.3"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("250 2.0.0 Ok: queued as"), std::string::npos) << r.out;
@@ -381,16 +396,15 @@ print('ok')
 TEST_F(TlsTest, TestsslFindsNothingBelowTls12AndNothingVulnerable) {
   auto server = StartServer();
   testing::RunResult r = testing::Run(
-      {"/usr/bin/testssl", "--starttls", "smtp", "--quiet", "--color", "0", "--warnings",
-       "batch", "-p", "-s", "-f", "-U", absl::StrCat("127.0.0.1:", port_)},
+      {"/usr/bin/testssl", "--starttls", "smtp", "--quiet", "--color", "0", "--warnings", "batch",
+       "-p", "-s", "-f", "-U", absl::StrCat("127.0.0.1:", port_)},
       "", std::chrono::seconds(280));
   ASSERT_NE(r.exit_code, -1) << "testssl timed out\n" << r.out;
   EXPECT_NE(r.out.find("Testing vulnerabilities"), std::string::npos) << r.out << r.err;
-  for (const char* line : {"SSLv2      not offered", "SSLv3      not offered",
-                           "TLS 1      not offered", "TLS 1.1    not offered",
-                           "TLS 1.2    offered", "TLS 1.3    offered",
-                           "NULL ciphers (no encryption)                  not offered",
-                           "PFS is offered (OK)"}) {
+  for (const char* line :
+       {"SSLv2      not offered", "SSLv3      not offered", "TLS 1      not offered",
+        "TLS 1.1    not offered", "TLS 1.2    offered", "TLS 1.3    offered",
+        "NULL ciphers (no encryption)                  not offered", "PFS is offered (OK)"}) {
     EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   }
   EXPECT_EQ(r.out.find("VULNERABLE"), std::string::npos) << r.out;

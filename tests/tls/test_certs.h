@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+
 #include "tests/testing/testing.h"
 
 namespace moat::tls_testing {
@@ -48,21 +49,20 @@ inline TestCerts MakeTestCerts(const testing::TempDir& dir) {
                                     "extendedKeyUsage=serverAuth\n");
   const std::string client_ext = dir.Write("client.ext", "extendedKeyUsage=clientAuth\n");
   auto leaf = [&](const std::string& name, const std::string& cn, const std::string& extfile) {
-    RunOpenssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", d + name + ".key", "-out", d + name + ".csr", "-subj", "/CN=" + cn});
+    RunOpenssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                d + name + ".key", "-out", d + name + ".csr", "-subj", "/CN=" + cn});
     RunOpenssl({"x509", "-req", "-in", d + name + ".csr", "-CA", c.ca, "-CAkey", ca_key,
-                "-CAcreateserial", "-out", d + name + ".leaf", "-days", "2", "-extfile",
-                extfile});
+                "-CAcreateserial", "-out", d + name + ".leaf", "-days", "2", "-extfile", extfile});
   };
   RunOpenssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
               "-keyout", ca_key, "-out", c.ca, "-days", "2", "-subj", "/CN=moat test CA"});
   leaf("server", "localhost", ext);
   leaf("client", "client.test", client_ext);
   c.server_key = d + "server.key";
-  c.server_cert = dir.Write("server.pem", testing::ReadFile(d + "server.leaf") +
-                                              testing::ReadFile(c.ca));
-  c.server_combined = dir.Write("combined.pem", testing::ReadFile(c.server_key) +
-                                                    testing::ReadFile(c.server_cert));
+  c.server_cert =
+      dir.Write("server.pem", testing::ReadFile(d + "server.leaf") + testing::ReadFile(c.ca));
+  c.server_combined =
+      dir.Write("combined.pem", testing::ReadFile(c.server_key) + testing::ReadFile(c.server_cert));
   c.client_key = d + "client.key";
   c.client_cert = d + "client.leaf";
   c.other_key = d + "other.key";

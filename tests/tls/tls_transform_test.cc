@@ -11,16 +11,18 @@
 #include <wolfssl/ssl.h>
 // clang-format on
 
+#include "tls/tls_transform.h"
+
 #include <cstring>
 #include <memory>
 #include <string>
 
 #include "gtest/gtest.h"
+
 #include "tests/testing/testing.h"
 #include "tests/tls/test_certs.h"
 #include "tls/server_context.h"
 #include "tls/ticket_keys.h"
-#include "tls/tls_transform.h"
 
 namespace moat::tls {
 namespace {
@@ -51,8 +53,7 @@ class MemoryClient {
       wolfSSL_CTX_set_verify(ctx_, WOLFSSL_VERIFY_NONE, nullptr);
     }
     if (!o.cert_file.empty()) {
-      EXPECT_EQ(wolfSSL_CTX_use_certificate_chain_file(ctx_, o.cert_file.c_str()),
-                WOLFSSL_SUCCESS);
+      EXPECT_EQ(wolfSSL_CTX_use_certificate_chain_file(ctx_, o.cert_file.c_str()), WOLFSSL_SUCCESS);
       EXPECT_EQ(wolfSSL_CTX_use_PrivateKey_file(ctx_, o.key_file.c_str(), WOLFSSL_FILETYPE_PEM),
                 WOLFSSL_SUCCESS);
     }
