@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -49,6 +50,7 @@ const Certs& TestCerts() {
     if (system(cmd.c_str()) != 0) {
       abort();
     }
+    atexit([] { std::filesystem::remove_all(TestCerts().dir); });
     return c;
   }();
   return *certs;
