@@ -1,6 +1,7 @@
 // core/log/log.cc: see log.h.
 #include "core/log/log.h"
 
+#include <limits.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,6 +18,44 @@ std::string& ProgramName() {
 }
 std::atomic<bool> debug_enabled{false};
 std::string* capture = nullptr;
+
+// Writes all of `text` to stderr (retrying short writes and EINTR).
+void WriteAll(std::string_view text) {
+  const char* p = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return;  // stderr is gone: nothing better to do with a log line.
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+// Writes whole lines in chunks of at most PIPE_BUF bytes (a longer single line goes alone).
+void WriteLines(std::string_view text) {
+  while (!text.empty()) {
+    size_t chunk = text.size();
+    if (chunk > PIPE_BUF) {
+      size_t cut = text.rfind('\n', PIPE_BUF - 1);
+      chunk = cut == std::string_view::npos ? text.find('\n') : cut;
+      chunk = chunk == std::string_view::npos ? text.size() : chunk + 1;
+    }
+    WriteAll(text.substr(0, chunk));
+    text.remove_prefix(chunk);
+  }
+}
+
+struct ThreadBatch {
+  bool enabled = false;
+  std::string lines;  // alloc: grows to the largest turn's output, then reused
+  ~ThreadBatch() { WriteLines(lines); }
+};
+thread_local ThreadBatch batch;
 
 std::string_view LevelPrefix(Level level) {
   switch (level) {
@@ -43,6 +82,20 @@ void SetDebug(bool on) { debug_enabled.store(on, std::memory_order_relaxed); }
 bool DebugEnabled() { return debug_enabled.load(std::memory_order_relaxed); }
 void CaptureForTest(std::string* sink) { capture = sink; }
 
+void BeginThreadBatching() { batch.enabled = true; }
+
+void FlushThreadBatch() {
+  if (!batch.lines.empty()) {
+    WriteLines(batch.lines);
+    batch.lines.clear();
+  }
+}
+
+void EndThreadBatching() {
+  FlushThreadBatch();
+  batch.enabled = false;
+}
+
 std::string FormatLine(Level level, std::string_view message) {
   std::string line = absl::StrFormat("%s[%d]: ", ProgramName(), static_cast<int>(getpid()));
   line.append(LevelPrefix(level));
@@ -56,22 +109,14 @@ void Write(Level level, std::string_view message) {
     return;
   }
   std::string line = FormatLine(level, message);
+  const bool final_line = level == Level::kFatal || level == Level::kPanic;
   if (capture != nullptr) {
     capture->append(line);
+  } else if (batch.enabled && !final_line) {
+    batch.lines.append(line);
   } else {
-    const char* p = line.data();
-    size_t left = line.size();
-    while (left > 0) {
-      ssize_t n = ::write(STDERR_FILENO, p, left);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0) {
-        break;  // stderr is gone: nothing better to do with a log line.
-      }
-      p += n;
-      left -= static_cast<size_t>(n);
-    }
+    FlushThreadBatch();
+    WriteAll(line);
   }
   if (level == Level::kFatal) {
     std::exit(1);

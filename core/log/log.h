@@ -10,6 +10,14 @@
 // "panic: " or "debug: ", then the message. Lines go to stderr (journald takes them from
 // there) with one write(2) each, so lines from several threads never interleave.
 //
+// Shard threads batch: a reactor loop turn logs several lines per message (connect, queued,
+// delivered, disconnect), and one write(2) per line was the largest syscall count per message.
+// A thread that called BeginThreadBatching() collects its lines in a thread-local buffer;
+// FlushThreadBatch() (the reactor calls it once per loop turn, before it waits) writes them in
+// as few write(2) calls as possible, each at most PIPE_BUF bytes and ending on a line boundary,
+// so lines from different threads still never interleave on a pipe. Fatal and panic lines flush
+// the batch first; a thread's batch is flushed when the thread ends.
+//
 // Thread safety: every function may be called from any thread. The program name and the
 // debug switch are set once at start-up, before threads start.
 #pragma once
@@ -32,6 +40,11 @@ bool DebugEnabled();
 // Test hook: when set, lines are appended here instead of written to stderr.
 // REQUIRES: single-threaded use in tests.
 void CaptureForTest(std::string* sink);
+
+// Per-thread batching (see above). Begin/End on the thread itself; End flushes.
+void BeginThreadBatching();
+void FlushThreadBatch();
+void EndThreadBatching();
 
 // Formats and writes one line. A fatal line exits the process with status 1 after
 // writing; a panic aborts (core dump).

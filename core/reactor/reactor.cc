@@ -228,14 +228,18 @@ void Reactor::RunOnce(absl::Duration wait_max) {
     log::Warning("reactor: loop turn took %d ms (stall threshold %d ms)", busy_ns / 1'000'000,
                  absl::ToInt64Milliseconds(options_.stall_threshold));
   }
-  // 5. Submit, and wait until a CQE or the next timer deadline.
+  // 5. This turn's log lines in as few write(2) calls as possible (core/log/log.h), then
+  // submit, and wait until a CQE or the next timer deadline.
+  log::FlushThreadBatch();
   SubmitAndWait(wait_max);
 }
 
 void Reactor::Run() {
+  log::BeginThreadBatching();
   while (!stop_) {
     RunOnce();
   }
+  log::EndThreadBatching();
 }
 
 void Reactor::Stop() {

@@ -1,9 +1,13 @@
 // Log lines have Postfix's shape: "PROGRAM[pid]: LEVEL: message", info without a level.
 #include "core/log/log.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 
@@ -46,6 +50,97 @@ TEST_F(LogTest, DebugOnlyWhenSwitchedOn) {
 TEST(LogDeathTest, FatalExitsWithStatusOne) {
   EXPECT_EXIT(Fatal("cannot open %s", "/nonexistent"), ::testing::ExitedWithCode(1),
               "fatal: cannot open /nonexistent");
+}
+
+TEST(LogDeathTest, FatalWritesTheThreadsBatchFirst) {
+  EXPECT_EXIT(
+      {
+        BeginThreadBatching();
+        Info("batched before the end");
+        Fatal("the end");
+      },
+      ::testing::ExitedWithCode(1), "batched before the end\n.*fatal: the end");
+}
+
+// Points stderr at a non-blocking pipe for one test, and reads back what was written.
+class StderrPipe {
+ public:
+  StderrPipe() {
+    EXPECT_EQ(pipe2(fds_, O_NONBLOCK | O_CLOEXEC), 0);
+    EXPECT_EQ(fcntl(fds_[0], F_SETPIPE_SZ, 1 << 20) > 0, true);
+    saved_ = dup(STDERR_FILENO);
+    dup2(fds_[1], STDERR_FILENO);
+  }
+  ~StderrPipe() {
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+    close(fds_[0]);
+    close(fds_[1]);
+  }
+  std::string Drain() {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(fds_[0], buf, sizeof(buf));
+      if (n <= 0) {
+        return out;
+      }
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fds_[2] = {-1, -1};
+  int saved_ = -1;
+};
+
+TEST(LogBatchTest, LinesWaitForTheFlushAndKeepTheirOrder) {
+  StderrPipe pipe;
+  const std::string prefix = "moat[" + std::to_string(getpid()) + "]: ";
+  // Run on a thread of its own: batching is per thread and must not leak into other tests.
+  std::string before_flush;
+  std::string after_flush;
+  std::thread([&] {
+    BeginThreadBatching();
+    Info("one");
+    Warning("two");
+    before_flush = pipe.Drain();
+    FlushThreadBatch();
+    after_flush = pipe.Drain();
+    Info("three");
+    EndThreadBatching();  // flushes
+  }).join();
+  EXPECT_EQ(before_flush, "");
+  EXPECT_EQ(after_flush, prefix + "one\n" + prefix + "warning: two\n");
+  EXPECT_EQ(pipe.Drain(), prefix + "three\n");
+}
+
+TEST(LogBatchTest, LargeBatchesArriveWholeAndInOrder) {
+  StderrPipe pipe;
+  const std::string prefix = "moat[" + std::to_string(getpid()) + "]: ";
+  std::string expected;
+  std::thread([&] {
+    BeginThreadBatching();
+    for (int i = 0; i < 2000; ++i) {
+      std::string text = "line " + std::to_string(i) + " " + std::string(i % 97, 'x');
+      Info("%s", text);
+      expected += prefix + text + "\n";
+    }
+    // One line longer than PIPE_BUF goes out alone, whole.
+    std::string long_line(3 * PIPE_BUF, 'y');
+    Info("%s", long_line);
+    expected += prefix + long_line + "\n";
+    Info("after the long line");
+    expected += prefix + "after the long line\n";
+    EndThreadBatching();
+  }).join();
+  EXPECT_EQ(pipe.Drain(), expected);
+}
+
+TEST(LogBatchTest, ThreadsWithoutBatchingWriteAtOnce) {
+  StderrPipe pipe;
+  Info("immediate");
+  EXPECT_EQ(pipe.Drain(), "moat[" + std::to_string(getpid()) + "]: immediate\n");
 }
 
 }  // namespace
