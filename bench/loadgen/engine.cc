@@ -23,6 +23,7 @@
 #include "bench/loadgen/smtp_sink.h"
 #include "core/log/assert.h"
 #include "core/log/log.h"
+#include "tls/tls_transform.h"
 
 namespace moat::loadgen {
 
@@ -81,6 +82,10 @@ struct Conn {
   bool recv_armed = false;
   std::string sending_buf;
   size_t send_off = 0;
+  // TLS: installed after STARTTLS's 220; wire_out = bytes for the socket not yet sending.
+  std::unique_ptr<reactor::Transform> transform;
+  std::string wire_out;
+  std::string plain_in;  // decoded input of the current recv
   uint64_t deadline_ns = 0;
   size_t list_index = 0;
   std::vector<char> rbuf;
@@ -92,7 +97,7 @@ struct ClientConn final : Conn, ClientListener {
   ClientConn(Engine* e, const Options& o)
       : Conn(Role::kClient, kClientRecvBytes),
         engine(e),
-        session(o.helo, o.from, o.pipelining, this) {}
+        session(o.helo, o.from, o.pipelining, this, o.starttls) {}
   std::string& Out() override { return session.out(); }
   void OnReply(Stage stage, int code) override { engine->OnClientReply(static_cast<int>(stage), code); }
   void OnReady() override { engine->OnClientReady(this); }
@@ -108,13 +113,20 @@ struct ClientConn final : Conn, ClientListener {
   uint32_t begun = 0;         // started (counts against --msgs-per-conn)
   bool connected = false;
   bool idle = false;  // in the engine's idle_ list
+  uint64_t started_ns = 0;     // connect submitted
+  TlsClient* tls = nullptr;    // == transform, once STARTTLS was answered
+  uint64_t tls_start_ns = 0;   // ClientHello produced
   Op connect_op{OpKind::kConnect, this};
   sockaddr_in source{};
 };
 
 struct ServerConn final : Conn, SinkListener {
-  ServerConn(Engine* e, const Options& o)
-      : Conn(Role::kServer, kServerRecvBytes), engine(e), session(o.hostname, this) {}
+  ServerConn(Engine* e, const Options& o, bool offer_tls)
+      : Conn(Role::kServer, kServerRecvBytes), engine(e), session(o.hostname, this) {
+    if (offer_tls) {
+      session.OfferStartTls();
+    }
+  }
   std::string& Out() override { return session.out(); }
   int RcptReply() override { return engine->SinkRcptReply(); }
   void OnMessage(std::string& data, uint32_t rcpts) override {
@@ -123,6 +135,7 @@ struct ServerConn final : Conn, SinkListener {
 
   Engine* engine;
   SinkSession session;
+  tls::TlsTransform* tls = nullptr;  // == transform, after STARTTLS
 };
 
 // A received message on its way to disk: openat_direct -> write -> [fdatasync] -> close_direct
@@ -234,6 +247,25 @@ absl::Status Engine::Init() {
         return absl::InternalError(absl::StrCat("scratch file in ", dir, ": ", strerror(errno)));
       }
     }
+  }
+  if (sinking_ && !options_.tls_cert.empty()) {
+    tls::ServerOptions server;
+    server.level = tls::SecurityLevel::kMay;
+    server.cert_file = options_.tls_cert;
+    server.key_file = options_.tls_key;
+    auto context = tls::ServerContext::Create(std::move(server));
+    if (!context.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tls-cert/--tls-key: ", context.status().message()));
+    }
+    tls_server_ = *std::move(context);
+  }
+  if (sending_ && options_.starttls) {
+    auto context = TlsClientContext::Create(options_.tls_resume);
+    if (!context.ok()) {
+      return context.status();
+    }
+    tls_client_ = *std::move(context);
   }
   if (sending_) {
     factory_owner_ = std::make_unique<MessageFactory>(options_.size, options_.from);
@@ -359,7 +391,8 @@ void Engine::StartClient() {
   capacity_ += options_.msgs_per_conn;
   const Endpoint& ep = options_.server;
   c->fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  c->deadline_ns = MonotonicNs() + SecondsToNs(options_.timeout_s);
+  c->started_ns = MonotonicNs();
+  c->deadline_ns = c->started_ns + SecondsToNs(options_.timeout_s);
   if (c->fd < 0) {
     log::Warning("socket: %s", strerror(errno));
     ++send_.connect_errors;
@@ -421,53 +454,149 @@ void Engine::OnRecv(Conn* c, int res) {
     MaybeFree(c);
     return;
   }
-  const uint64_t now = MonotonicNs();
-  c->deadline_ns = now + SecondsToNs(options_.timeout_s);
+  c->deadline_ns = MonotonicNs() + SecondsToNs(options_.timeout_s);
   if (c->role == Conn::Role::kClient) {
-    auto* cc = static_cast<ClientConn*>(c);
-    if (res <= 0) {
-      if (cc->session.state() != ClientSession::State::kQuit &&
-          cc->session.state() != ClientSession::State::kClosed) {
-        ++send_.session_errors;
-        if (send_.session_errors <= 3) {
-          log::Warning("connection to %s: %s", options_.server.text,
-                       res == 0 ? "closed by the server" : strerror(-res));
-        }
-        cc->session.Abort(res == 0 ? "closed by the server" : strerror(-res));
-      }
-      Close(c);
-      MaybeFree(c);
-      return;
-    }
-    cc->session.OnBytes(c->rbuf.data(), static_cast<size_t>(res));
-    const auto state = cc->session.state();
-    if (state == ClientSession::State::kFailed) {
-      ++send_.session_errors;
-      if (send_.session_errors <= 3) {
-        log::Warning("session with %s: %s", options_.server.text, cc->session.error());
-      }
-      Close(c);
-    } else if (state == ClientSession::State::kClosed) {
-      Close(c);
-    } else {
-      Flush(c);
-      ArmRecv(c);
-    }
-    MaybeFree(c);
-    return;
-  }
-  auto* sc = static_cast<ServerConn*>(c);
-  if (res <= 0) {
-    Close(c);
-    MaybeFree(c);
-    return;
-  }
-  sc->session.OnBytes(c->rbuf.data(), static_cast<size_t>(res));
-  Flush(c);
-  if (!c->closing && !sc->session.close_after_flush()) {
-    ArmRecv(c);
+    OnClientRecv(static_cast<ClientConn*>(c), res);
+  } else {
+    OnServerRecv(static_cast<ServerConn*>(c), res);
   }
   MaybeFree(c);
+}
+
+bool Engine::DecodeInput(Conn* c, int res, const char** data, size_t* size) {
+  *data = c->rbuf.data();
+  *size = static_cast<size_t>(res);
+  if (c->transform == nullptr) {
+    return true;
+  }
+  c->plain_in.clear();
+  if (!c->transform->Decode({c->rbuf.data(), static_cast<size_t>(res)}, &c->plain_in,
+                            &c->wire_out)) {
+    return false;
+  }
+  *data = c->plain_in.data();
+  *size = c->plain_in.size();
+  return true;
+}
+
+void Engine::OnClientRecv(ClientConn* c, int res) {
+  if (res <= 0) {
+    if (c->session.state() != ClientSession::State::kQuit &&
+        c->session.state() != ClientSession::State::kClosed) {
+      ++send_.session_errors;
+      if (send_.session_errors <= 3) {
+        log::Warning("connection to %s: %s", options_.server.text,
+                     res == 0 ? "closed by the server" : strerror(-res));
+      }
+      c->session.Abort(res == 0 ? "closed by the server" : strerror(-res));
+    }
+    Close(c);
+    return;
+  }
+  const char* data = nullptr;
+  size_t size = 0;
+  if (!DecodeInput(c, res, &data, &size)) {
+    ++send_.tls_failures;
+    ++send_.session_errors;
+    if (send_.tls_failures <= 3) {
+      log::Warning("TLS with %s: %s", options_.server.text, c->tls->error());
+    }
+    c->session.Abort("TLS error");
+    Close(c);
+    return;
+  }
+  if (c->tls != nullptr && c->tls->TakeHandshakeCompleted()) {
+    const uint64_t now = MonotonicNs();
+    ++send_.tls_handshakes;
+    send_.tls_resumed += c->tls->resumed() ? 1 : 0;
+    send_.handshake_latency.Record(now > c->tls_start_ns ? now - c->tls_start_ns : 0);
+    c->session.OnTlsEstablished();
+  }
+  if (size > 0) {
+    c->session.OnBytes(data, size);
+  }
+  const auto state = c->session.state();
+  if (state == ClientSession::State::kFailed) {
+    ++send_.session_errors;
+    if (c->session.starttls_not_offered()) {
+      ++send_.starttls_not_offered;
+    }
+    if (send_.session_errors <= 3) {
+      log::Warning("session with %s: %s", options_.server.text, c->session.error());
+    }
+    Close(c);
+    return;
+  }
+  if (state == ClientSession::State::kClosed) {
+    Close(c);
+    return;
+  }
+  if (state == ClientSession::State::kTlsHandshake && c->tls == nullptr) {
+    StartClientTls(c);
+    if (c->closing) {
+      return;
+    }
+  }
+  Flush(c);
+  ArmRecv(c);
+}
+
+void Engine::StartClientTls(ClientConn* c) {
+  auto client = std::make_unique<TlsClient>(tls_client_.get());
+  c->tls = client.get();
+  c->transform = std::move(client);
+  c->tls_start_ns = MonotonicNs();
+  if (!c->tls->Start(&c->wire_out)) {
+    ++send_.tls_failures;
+    ++send_.session_errors;
+    log::Warning("TLS with %s: %s", options_.server.text, c->tls->error());
+    c->session.Abort("TLS error");
+    Close(c);
+  }
+}
+
+void Engine::OnServerRecv(ServerConn* c, int res) {
+  if (res <= 0) {
+    Close(c);
+    return;
+  }
+  const char* data = nullptr;
+  size_t size = 0;
+  if (!DecodeInput(c, res, &data, &size)) {
+    ++sink_.tls_failures;
+    if (sink_.tls_failures <= 3) {
+      log::Warning("sink: TLS: %s", c->tls->error());
+    }
+    Close(c);
+    return;
+  }
+  if (size > 0) {
+    c->session.OnBytes(data, size);
+  }
+  if (c->session.TakeStartTls()) {
+    StartServerTls(c);
+  }
+  Flush(c);
+  if (!c->closing && !c->session.close_after_flush()) {
+    ArmRecv(c);
+  }
+}
+
+void Engine::StartServerTls(ServerConn* c) {
+  // The 220 leaves in plaintext, ahead of every TLS record.
+  std::string& out = c->session.out();
+  c->wire_out.append(out);
+  out.clear();
+  auto transform = std::make_unique<tls::TlsTransform>(
+      tls_server_, [this, c](const tls::HandshakeInfo& info) { OnSinkHandshake(c, info.resumed); });
+  c->tls = transform.get();
+  c->transform = std::move(transform);
+}
+
+void Engine::OnSinkHandshake(ServerConn* c, bool resumed) {
+  ++sink_.tls_handshakes;
+  sink_.tls_resumed += resumed ? 1 : 0;
+  c->session.OnTlsStarted();
 }
 
 void Engine::Flush(Conn* c) {
@@ -475,15 +604,35 @@ void Engine::Flush(Conn* c) {
     return;
   }
   std::string& out = c->Out();
-  if (out.empty()) {
+  if (c->role == Conn::Role::kServer) {
+    auto* sc = static_cast<ServerConn*>(c);
+    if (sc->tls != nullptr && sc->session.close_after_flush()) {
+      sc->tls->RequestCloseNotify();  // takes effect at the next Encode
+    }
+  }
+  if (c->transform != nullptr) {
+    // An empty Encode still emits a requested close_notify.
+    if (!c->transform->Encode({out.data(), out.size()}, &c->wire_out)) {
+      log::Warning("TLS: cannot seal a record");
+      Close(c);
+      return;
+    }
+    out.clear();
+  } else if (c->wire_out.empty()) {
+    c->wire_out.swap(out);
+  } else {
+    c->wire_out.append(out);
+    out.clear();
+  }
+  if (c->wire_out.empty()) {
     if (c->role == Conn::Role::kServer &&
         static_cast<ServerConn*>(c)->session.close_after_flush()) {
       Close(c);
     }
     return;
   }
-  c->sending_buf.swap(out);
-  out.clear();
+  c->sending_buf.swap(c->wire_out);
+  c->wire_out.clear();
   c->send_off = 0;
   c->sending = true;
   c->deadline_ns = MonotonicNs() + SecondsToNs(options_.timeout_s);
@@ -609,7 +758,7 @@ void Engine::OnAccept(int res, uint32_t flags) {
   } else if (!accepting_) {
     close(res);
   } else {
-    auto* c = new ServerConn(this, options_);
+    auto* c = new ServerConn(this, options_, tls_server_ != nullptr);
     c->fd = res;
     c->list_index = conns_.size();
     conns_.push_back(c);
@@ -699,10 +848,12 @@ void Engine::OnClientReady(ClientConn* c) {
   uint64_t intended = 0;
   if (!conn_full && TakeWork(&intended)) {
     BeginTransaction(c, intended);
-    Flush(c);
-    return;
-  }
-  if (!conn_full && options_.rate > 0 && WorkRemaining()) {
+    if (!options_.handshake_only) {
+      Flush(c);
+      return;
+    }
+    // --handshake-only: the TLS handshake and EHLO were the transaction; QUIT below.
+  } else if (!conn_full && options_.rate > 0 && WorkRemaining()) {
     c->idle = true;  // open loop: wait for the schedule
     idle_.push_back(c);
     return;
@@ -722,6 +873,17 @@ void Engine::BeginTransaction(ClientConn* c, uint64_t intended_ns) {
     --capacity_;
   }
   c->intended_ns = intended_ns;
+  if (options_.handshake_only) {
+    // Latency from the connect (closed loop) or the due time (open loop) to the EHLO over TLS.
+    if (options_.rate == 0) {
+      c->intended_ns = c->started_ns;
+    }
+    TransactionResult handshake;
+    handshake.outcome = Outcome::kAccepted;
+    handshake.final_code = 250;
+    OnClientTransactionDone(c, handshake);
+    return;
+  }
   ClientMessage& m = c->message;
   m.rcpts.clear();
   m.unknown.clear();
@@ -1030,7 +1192,8 @@ void Engine::OnTick() {
     }
     if (c->role == Conn::Role::kClient) {
       auto* cc = static_cast<ClientConn*>(c);
-      if (!cc->connected || cc->session.awaiting_reply()) {
+      if (!cc->connected || cc->session.awaiting_reply() ||
+          cc->session.state() == ClientSession::State::kTlsHandshake) {
         expired.push_back(c);
       }
     } else if (!static_cast<ServerConn*>(c)->session.waiting_for_finish()) {

@@ -20,6 +20,11 @@
 // Sink: see smtp_sink.h; with --fsync or --dir the 250 follows the completion of the linked
 // write (+ fdatasync) chain.
 //
+// TLS (--starttls, --tls-cert): a connection's bytes pass through its Transform (TlsClient for
+// the sender, tls::TlsTransform for the sink) once STARTTLS was answered 220; the handshake is
+// driven by the same recv/send completions as the SMTP dialogue, so it never blocks the loop.
+// wire_out holds bytes ready for the socket (the plaintext 220, then TLS records) in order.
+//
 // Untrusted input: the bytes peers send go straight to ClientSession / SinkSession (see their
 // headers); the engine itself interprets only CQE results.
 //
@@ -38,6 +43,8 @@
 #include "bench/loadgen/message.h"
 #include "bench/loadgen/options.h"
 #include "bench/loadgen/stats.h"
+#include "bench/loadgen/tls_client.h"
+#include "tls/server_context.h"
 
 namespace moat::loadgen {
 
@@ -80,6 +87,7 @@ class Engine {
   void OnClientReply(int stage, int code);
   int SinkRcptReply();
   void OnSinkMessage(ServerConn* c, std::string& data, uint32_t rcpts);
+  void OnSinkHandshake(ServerConn* c, bool resumed);
 
  private:
   io_uring_sqe* Sqe();
@@ -96,6 +104,13 @@ class Engine {
   void Close(Conn* c);
   void MaybeFree(Conn* c);
   void OnClientClosed(ClientConn* c);
+  void OnClientRecv(ClientConn* c, int res);
+  void OnServerRecv(ServerConn* c, int res);
+  // Runs raw bytes through the connection's Transform (if any); *data/*size then point at the
+  // plaintext. False on a TLS error.
+  bool DecodeInput(Conn* c, int res, const char** data, size_t* size);
+  void StartClientTls(ClientConn* c);
+  void StartServerTls(ServerConn* c);
   void OnAccept(int res, uint32_t flags);
   void ArmAccept();
   void StopAccepting();
@@ -175,6 +190,10 @@ class Engine {
   uint64_t last_message_ns_ = 0;
   uint64_t sink_limit_reached_ns_ = 0;
   uint32_t servers_ = 0;
+
+  // TLS.
+  std::unique_ptr<TlsClientContext> tls_client_;             // --starttls
+  std::shared_ptr<const tls::ServerContext> tls_server_;     // --tls-cert
 
   SendStats send_;
   SinkStats sink_;

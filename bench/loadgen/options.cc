@@ -144,6 +144,10 @@ const std::vector<Flag>& Flags() {
       {"msgs-per-conn", kSend | kRun, Kind::kValue, Count(&Options::msgs_per_conn, 0, 1u << 30)},
       {"pipelining", kSend | kRun, Kind::kBool, Bool(&Options::pipelining, true)},
       {"starttls", kSend | kRun, Kind::kBool, Bool(&Options::starttls, true)},
+      {"tls-resume", kSend | kRun, Kind::kBool, Bool(&Options::tls_resume, true)},
+      {"handshake-only", kSend, Kind::kBool, Bool(&Options::handshake_only, true)},
+      {"tls-cert", kSink | kRun, Kind::kValue, Text(&Options::tls_cert)},
+      {"tls-key", kSink | kRun, Kind::kValue, Text(&Options::tls_key)},
       {"source-ips", kSend | kRun, Kind::kValue, Count(&Options::source_ips, 1, 254)},
       {"helo", kSend | kRun, Kind::kValue, Text(&Options::helo)},
       {"listen", kSink, Kind::kValue, Address(&Options::listen)},
@@ -313,8 +317,17 @@ absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args) {
   if (o.reply_4xx_share + o.reply_5xx_share > 1.0) {
     return Usage("--reply-4xx-share + --reply-5xx-share must not exceed 1");
   }
-  if (o.starttls) {
-    return Usage("--starttls: not supported yet (waits for the TLS issue)");
+  if ((o.tls_resume || o.handshake_only) && !o.starttls) {
+    return Usage(o.tls_resume ? "--tls-resume needs --starttls" : "--handshake-only needs --starttls");
+  }
+  if (o.handshake_only) {
+    o.msgs_per_conn = 1;  // one handshake per connection
+  }
+  if (!o.tls_key.empty() && o.tls_cert.empty()) {
+    return Usage("--tls-key needs --tls-cert");
+  }
+  if (o.tls_key.empty()) {
+    o.tls_key = o.tls_cert;
   }
   if (o.unknown_share > 0 && o.unknown_pattern.empty()) {
     size_t at = o.to.find('@');
@@ -346,13 +359,20 @@ moat-loadgen send --server HOST:PORT (--messages N | --duration S) [FLAGS]
   --pipelining          send MAIL, RCPT... and DATA as one group when PIPELINING is offered
   --source-ips N        bind each connection to 127.0.0.1..127.0.0.N in turn
   --helo NAME           EHLO name
-  --starttls            (not supported yet)
+  --starttls            EHLO, STARTTLS (an error if the server does not offer it), the TLS
+                        handshake, EHLO again, then the transactions over TLS; reports the
+                        handshake count and latency (STARTTLS reply to handshake done)
+  --tls-resume          with --starttls: resume TLS sessions across connections (tickets)
+  --handshake-only      with --starttls: each connection only does EHLO, STARTTLS, EHLO, QUIT
+                        (one "message" = one handshake; forces --msgs-per-conn 1)
 moat-loadgen sink --listen HOST:PORT [--messages N] [--duration S] [FLAGS]
   --fsync               write every message to a file and fdatasync it before the 250
   --dir DIR             write every message to DIR/<n>.eml (unstuffed, CRLF)
   --reply-4xx-share F   answer a share F with 451 4.3.0, --reply-5xx-share F with 554 5.6.0
   --reply-on rcpt|data  where those shares apply (default data: the reply to the final dot)
   --hostname NAME       name in the banner and EHLO reply
+  --tls-cert FILE       offer STARTTLS with this PEM certificate chain (TLS 1.2+)
+  --tls-key FILE        its PEM private key (default: the --tls-cert file)
 moat-loadgen run --relay HOST:PORT --sink HOST:PORT (--messages N | --duration S) [FLAGS]
   sender and sink in one process: all send and sink flags, plus
   --drain-timeout S     how long to wait for the relay to deliver after sending (default 30)

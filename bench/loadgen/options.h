@@ -54,7 +54,9 @@ struct Options {
   uint32_t rcpts = 1;                              // --rcpts per message
   uint32_t msgs_per_conn = 1;                      // --msgs-per-conn (0 = unlimited)
   bool pipelining = false;                         // --pipelining (used if advertised)
-  bool starttls = false;                           // --starttls (not implemented yet)
+  bool starttls = false;                           // --starttls: TLS before the transactions
+  bool tls_resume = false;                         // --tls-resume: resume sessions (tickets)
+  bool handshake_only = false;                     // --handshake-only: EHLO, STARTTLS, EHLO, QUIT
   uint32_t source_ips = 0;                         // --source-ips N: bind to 127.0.0.1..N
   std::string helo = "loadgen.client.example";     // --helo
 
@@ -66,6 +68,8 @@ struct Options {
   double reply_5xx_share = 0;      // --reply-5xx-share F
   ReplyOn reply_on = ReplyOn::kData;  // --reply-on rcpt|data
   std::string hostname = "sink.loadgen.example";  // --hostname (banner and EHLO)
+  std::string tls_cert;            // --tls-cert: PEM chain; the sink offers STARTTLS
+  std::string tls_key;             // --tls-key: PEM key (default: --tls-cert)
   double drain_s = 30;             // run: --drain-timeout, wait for the relay after sending
 };
 

@@ -53,11 +53,12 @@ ReplyParser::Result ReplyParser::Feed(const char* data, size_t size, size_t* use
 }
 
 ClientSession::ClientSession(std::string helo, std::string from, bool want_pipelining,
-                             ClientListener* listener)
+                             ClientListener* listener, bool want_starttls)
     : helo_(std::move(helo)),
       from_(std::move(from)),
       want_pipelining_(want_pipelining),
-      listener_(listener) {
+      listener_(listener),
+      want_starttls_(want_starttls) {
   pending_.push_back({Cmd::kGreeting, 0});
 }
 
@@ -73,9 +74,21 @@ void ClientSession::OnBytes(const char* data, size_t size) {
         return;
       case ReplyParser::Result::kReply:
         HandleReply(reply);
+        if (state_ == State::kTlsHandshake) {
+          return;  // the rest arrived in plaintext after the 220: dropped
+        }
         break;
     }
   }
+}
+
+void ClientSession::OnTlsEstablished() {
+  tls_active_ = true;
+  pipelining_ = false;  // the new EHLO reply decides
+  parser_ = ReplyParser();
+  state_ = State::kEhlo;
+  absl::StrAppend(&out_, "EHLO ", helo_, "\r\n");
+  pending_.push_back({Cmd::kEhlo, 0});
 }
 
 void ClientSession::Fail(std::string why) {
@@ -106,11 +119,12 @@ void ClientSession::HandleReply(const ReplyParser::Reply& reply) {
       absl::StrAppend(&out_, "EHLO ", helo_, "\r\n");
       pending_.push_back({Cmd::kEhlo, 0});
       return;
-    case Cmd::kEhlo:
+    case Cmd::kEhlo: {
       if (!ok) {
         Fail(absl::StrFormat("EHLO %d %s", code, reply.lines[0]));
         return;
       }
+      bool starttls_offered = false;
       for (size_t i = 1; i < reply.lines.size(); ++i) {
         std::string word = reply.lines[i].substr(0, reply.lines[i].find(' '));
         for (char& c : word) {
@@ -118,10 +132,31 @@ void ClientSession::HandleReply(const ReplyParser::Reply& reply) {
         }
         if (word == "PIPELINING") {
           pipelining_ = want_pipelining_;
+        } else if (word == "STARTTLS") {
+          starttls_offered = true;
         }
+      }
+      if (want_starttls_ && !tls_active_) {
+        if (!starttls_offered) {
+          starttls_not_offered_ = true;
+          Fail("STARTTLS not offered by the server");
+          return;
+        }
+        out_.append("STARTTLS\r\n");
+        pending_.push_back({Cmd::kStartTls, 0});
+        return;
       }
       state_ = State::kReady;
       listener_->OnReady();
+      return;
+    }
+    case Cmd::kStartTls:
+      if (code != 220) {
+        starttls_not_offered_ = true;
+        Fail(absl::StrFormat("STARTTLS %d %s", code, reply.lines[0]));
+        return;
+      }
+      state_ = State::kTlsHandshake;
       return;
     case Cmd::kMail:
       listener_->OnReply(Stage::kMail, code);

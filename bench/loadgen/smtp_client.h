@@ -9,6 +9,12 @@
 //   body --250/4xx/5xx--> kReady ... Quit() --> kQuit --221--> kClosed
 //   Any unexpected reply outside a transaction, or a malformed reply: kFailed.
 //
+// With STARTTLS wanted: kEhlo --250 with STARTTLS--> STARTTLS --220--> kTlsHandshake (the
+// driver runs the TLS handshake, then calls OnTlsEstablished()) --> kEhlo (EHLO again, over
+// TLS) --250--> kReady. A server that does not offer STARTTLS, or refuses it, fails the session
+// (starttls_not_offered() tells which). Bytes that follow the 220 in the same read are dropped:
+// they arrived before TLS and must not be taken as replies (CVE-2011-0411's mirror image).
+//
 // Every command awaiting a reply sits in a queue, so the same code serves the lock-step
 // dialogue and ESMTP PIPELINING (RFC 2920: MAIL, RCPT... and DATA sent as one group, used only
 // when the server advertises it and the caller asked for it). A transaction in which no
@@ -73,10 +79,10 @@ class ClientListener {
 
 class ClientSession {
  public:
-  enum class State { kGreeting, kEhlo, kReady, kBusy, kQuit, kClosed, kFailed };
+  enum class State { kGreeting, kEhlo, kTlsHandshake, kReady, kBusy, kQuit, kClosed, kFailed };
 
   ClientSession(std::string helo, std::string from, bool want_pipelining,
-                ClientListener* listener);
+                ClientListener* listener, bool want_starttls = false);
 
   // Bytes from the server.
   void OnBytes(const char* data, size_t size);
@@ -86,6 +92,8 @@ class ClientSession {
   void Abort(std::string why) { Fail(std::move(why)); }
   // Sends QUIT (when ready) or gives up at once (otherwise: kClosed).
   void Quit();
+  // REQUIRES: state() == kTlsHandshake. The handshake completed: EHLO again.
+  void OnTlsEstablished();
 
   std::string& out() { return out_; }
   State state() const { return state_; }
@@ -94,9 +102,12 @@ class ClientSession {
   bool awaiting_reply() const { return !pending_.empty(); }
   bool in_transaction() const { return message_ != nullptr; }
   const std::string& error() const { return error_; }
+  bool tls_active() const { return tls_active_; }
+  // The session failed because the server did not offer STARTTLS (or refused it).
+  bool starttls_not_offered() const { return starttls_not_offered_; }
 
  private:
-  enum class Cmd { kGreeting, kEhlo, kMail, kRcpt, kData, kBody, kRset, kQuit };
+  enum class Cmd { kGreeting, kEhlo, kStartTls, kMail, kRcpt, kData, kBody, kRset, kQuit };
   void HandleReply(const ReplyParser::Reply& reply);
   void SendRcpt(size_t index);
   void SendData();
@@ -108,6 +119,9 @@ class ClientSession {
   std::string from_;
   bool want_pipelining_;
   ClientListener* listener_;
+  bool want_starttls_;
+  bool tls_active_ = false;
+  bool starttls_not_offered_ = false;
   ReplyParser parser_;
   std::string out_;
   State state_ = State::kGreeting;

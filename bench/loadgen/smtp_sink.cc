@@ -33,7 +33,7 @@ void SinkSession::Greet() {
 }
 
 void SinkSession::OnBytes(const char* data, size_t size) {
-  if (state_ == State::kClosed) {
+  if (state_ == State::kClosed || state_ == State::kStartTls) {
     return;
   }
   // Drop what was consumed before appending, so in_ holds only unprocessed input.
@@ -82,7 +82,9 @@ void SinkSession::HandleCommand(std::string_view line) {
       absl::StrAppend(&out_, "250 ", hostname_, "\r\n");
     } else {
       absl::StrAppend(&out_, "250-", hostname_, "\r\n250-PIPELINING\r\n250-SIZE ", kSizeLimit,
-                      "\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n");
+                      "\r\n250-8BITMIME\r\n",
+                      tls_offered_ && !tls_active_ ? "250-STARTTLS\r\n" : "",
+                      "250 ENHANCEDSTATUSCODES\r\n");
     }
   } else if (StartsWithNoCase(line, "MAIL FROM:")) {
     if (!greeted_) {
@@ -121,6 +123,18 @@ void SinkSession::HandleCommand(std::string_view line) {
   } else if (StartsWithNoCase(line, "RSET") && line.size() == 4) {
     Reset();
     out_.append("250 2.0.0 Ok\r\n");
+  } else if (StartsWithNoCase(line, "STARTTLS") && line.size() == 8) {
+    if (!tls_offered_) {
+      out_.append("502 5.5.1 Error: command not implemented\r\n");
+    } else if (tls_active_) {
+      out_.append("554 5.5.1 Error: TLS already active\r\n");
+    } else {
+      out_.append("220 2.0.0 Ready to start TLS\r\n");
+      state_ = State::kStartTls;
+      start_tls_ = true;
+      in_.clear();  // pipelined plaintext after STARTTLS is never processed
+      in_pos_ = 0;
+    }
   } else if (StartsWithNoCase(line, "NOOP")) {
     out_.append("250 2.0.0 Ok\r\n");
   } else if (StartsWithNoCase(line, "QUIT") && line.size() == 4) {
@@ -177,6 +191,21 @@ void SinkSession::FinishMessage(int code, uint64_t queue_number) {
   data_.clear();
   state_ = State::kCommand;
   Process();
+}
+
+bool SinkSession::TakeStartTls() {
+  const bool start = start_tls_;
+  start_tls_ = false;
+  return start;
+}
+
+void SinkSession::OnTlsStarted() {
+  tls_active_ = true;
+  greeted_ = false;
+  Reset();
+  in_.clear();
+  in_pos_ = 0;
+  state_ = State::kCommand;
 }
 
 void SinkSession::Reset() {

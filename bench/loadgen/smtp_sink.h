@@ -11,6 +11,11 @@
 //
 //   kCommand --DATA(354)--> kData --"."--> kWaitFinish --FinishMessage--> kCommand
 //   QUIT --> 221, close_after_flush()
+//   kCommand --STARTTLS(220)--> kStartTls --OnTlsStarted--> kCommand (EHLO needed again)
+//
+// STARTTLS: the 220 is the last plaintext; whatever the client pipelined after the command is
+// discarded (CVE-2011-0411), and the session ignores input until the driver has installed the
+// TLS layer (TakeStartTls() says when) and called OnTlsStarted().
 //
 // Parses untrusted input: commands (a line over kCommandLineMax is answered 500 and the
 // connection closed) and message content (unbounded length; the driver limits by time). Owned by
@@ -40,6 +45,8 @@ class SinkSession {
 
   SinkSession(std::string hostname, SinkListener* listener);
 
+  // Advertise and accept STARTTLS (the driver has a TLS server context).
+  void OfferStartTls() { tls_offered_ = true; }
   // Queues the 220 banner.
   void Greet();
   void OnBytes(const char* data, size_t size);
@@ -50,9 +57,15 @@ class SinkSession {
   std::string& out() { return out_; }
   bool waiting_for_finish() const { return state_ == State::kWaitFinish; }
   bool close_after_flush() const { return close_after_flush_; }
+  // True once after STARTTLS was answered 220: out() holds the last plaintext reply; the
+  // driver sends it, then switches the connection to TLS and calls OnTlsStarted().
+  bool TakeStartTls();
+  // The TLS handshake completed: a fresh session (RFC 3207: the client must EHLO again).
+  void OnTlsStarted();
+  bool tls_active() const { return tls_active_; }
 
  private:
-  enum class State { kCommand, kData, kWaitFinish, kClosed };
+  enum class State { kCommand, kData, kWaitFinish, kStartTls, kClosed };
 
   void Process();
   void HandleCommand(std::string_view line);
@@ -70,6 +83,9 @@ class SinkSession {
   bool close_after_flush_ = false;
   bool have_mail_ = false;
   bool greeted_ = false;
+  bool tls_offered_ = false;
+  bool tls_active_ = false;
+  bool start_tls_ = false;  // TakeStartTls() pending
   uint32_t rcpts_ = 0;
   std::string data_;
 };

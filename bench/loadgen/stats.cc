@@ -42,6 +42,17 @@ std::string TextLatency(const char* what, const Histogram& h) {
                          Ms(h.Percentile(0.999)), Ms(h.max()), h.count());
 }
 
+std::string SendTlsJson(const SendStats& s) {
+  const Histogram& h = s.handshake_latency;
+  return absl::StrFormat(
+      ",\"tls\":{\"handshakes\":%d,\"resumed\":%d,\"failures\":%d,\"not_offered\":%d,"
+      "\"handshakes_per_sec\":%.1f,\"handshake_p50_ms\":%.3f,\"handshake_p99_ms\":%.3f,"
+      "\"handshake_p999_ms\":%.3f,\"handshake_max_ms\":%.3f,\"handshake_mean_ms\":%.3f}",
+      s.tls_handshakes, s.tls_resumed, s.tls_failures, s.starttls_not_offered,
+      Rate(s.tls_handshakes, s.elapsed_s), Ms(h.Percentile(0.5)), Ms(h.Percentile(0.99)),
+      Ms(h.Percentile(0.999)), Ms(h.max()), h.mean() / 1e6);
+}
+
 std::string SendJson(const Options& o, const SendStats& s) {
   return absl::StrCat(
       absl::StrFormat("\"messages\":%d,\"errors\":%d,\"elapsed_s\":%.3f,\"msgs_per_sec\":%.1f,",
@@ -56,7 +67,8 @@ std::string SendJson(const Options& o, const SendStats& s) {
           s.rcpts_unexpected, s.connections, s.connect_errors, s.session_errors, s.timeouts,
           s.bytes_sent, o.sessions, o.rate, o.size, o.rcpts, o.msgs_per_conn),
       "\"replies\":{\"mail\":", JsonMap(s.mail_replies), ",\"rcpt\":", JsonMap(s.rcpt_replies),
-      ",\"data\":", JsonMap(s.data_replies), ",\"end\":", JsonMap(s.end_replies), "}");
+      ",\"data\":", JsonMap(s.data_replies), ",\"end\":", JsonMap(s.end_replies), "}",
+      SendTlsJson(s));
 }
 
 std::string SinkJson(const SinkStats& s) {
@@ -68,7 +80,9 @@ std::string SinkJson(const SinkStats& s) {
                       "\"rejected_5xx\":%d,\"write_errors\":%d,\"no_timestamp\":%d,",
                       s.bytes, s.connections, s.rcpts, s.rejected_4xx, s.rejected_5xx,
                       s.write_errors, s.no_timestamp),
-      "\"rcpts_per_message\":", JsonMap(s.rcpts_per_message));
+      "\"rcpts_per_message\":", JsonMap(s.rcpts_per_message),
+      absl::StrFormat(",\"tls\":{\"handshakes\":%d,\"resumed\":%d,\"failures\":%d}",
+                      s.tls_handshakes, s.tls_resumed, s.tls_failures));
 }
 
 std::string SendText(const SendStats& s) {
@@ -87,6 +101,14 @@ std::string SendText(const SendStats& s) {
   absl::StrAppend(&out, "  replies: MAIL ", TextMap(s.mail_replies), "; RCPT ",
                   TextMap(s.rcpt_replies), "; DATA ", TextMap(s.data_replies), "; end ",
                   TextMap(s.end_replies), "\n  ", TextLatency("accept", s.accept_latency));
+  if (s.tls_handshakes + s.tls_failures + s.starttls_not_offered > 0) {
+    absl::StrAppend(&out,
+                    absl::StrFormat("  TLS: %d handshakes (%d resumed), %d failures, %d servers "
+                                    "without STARTTLS\n  ",
+                                    s.tls_handshakes, s.tls_resumed, s.tls_failures,
+                                    s.starttls_not_offered),
+                    TextLatency("handshake", s.handshake_latency));
+  }
   return out;
 }
 
@@ -98,6 +120,10 @@ std::string SinkText(const SinkStats& s) {
       s.connections, s.rcpts, s.rejected_4xx, s.rejected_5xx, s.write_errors, s.no_timestamp);
   absl::StrAppend(&out, "  recipients per message: ", TextMap(s.rcpts_per_message), "\n  ",
                   TextLatency("end-to-end", s.end_to_end));
+  if (s.tls_handshakes + s.tls_failures > 0) {
+    absl::StrAppend(&out, absl::StrFormat("  TLS: %d handshakes (%d resumed), %d failures\n",
+                                          s.tls_handshakes, s.tls_resumed, s.tls_failures));
+  }
   return out;
 }
 

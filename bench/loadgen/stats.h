@@ -34,6 +34,12 @@ struct SendStats {
   std::map<int, uint64_t> end_replies;  // the reply to the final dot
   Histogram accept_latency;             // ns, from the (intended) start of the transaction
   double elapsed_s = 0;
+  // --starttls.
+  uint64_t tls_handshakes = 0;        // completed
+  uint64_t tls_resumed = 0;           // of which abbreviated (session ticket)
+  uint64_t tls_failures = 0;          // handshake or record errors
+  uint64_t starttls_not_offered = 0;  // sessions failed: no STARTTLS in EHLO, or refused
+  Histogram handshake_latency;        // ns, 220 to STARTTLS -> handshake done
 };
 
 struct SinkStats {
@@ -48,6 +54,10 @@ struct SinkStats {
   std::map<uint32_t, uint64_t> rcpts_per_message;
   Histogram end_to_end;  // ns, receive time minus X-Loadgen-Timestamp
   double elapsed_s = 0;  // first connection to last message
+  // --tls-cert.
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_resumed = 0;
+  uint64_t tls_failures = 0;
 };
 
 std::string FormatText(const Options& options, const SendStats* send, const SinkStats* sink);

@@ -137,8 +137,35 @@ TEST(OptionsTest, RequiredFlagsAndBoundsAreChecked) {
               HasSubstr("must not exceed 1"));
   EXPECT_THAT(Error({"sink", "--listen", "127.0.0.1:1", "--reply-on", "mail"}),
               HasSubstr("must be rcpt or data"));
-  EXPECT_THAT(Error({"send", "--server", "127.0.0.1:1", "--messages", "1", "--starttls"}),
-              HasSubstr("not supported yet"));
+  EXPECT_THAT(Error({"send", "--server", "127.0.0.1:1", "--messages", "1", "--tls-resume"}),
+              HasSubstr("--tls-resume needs --starttls"));
+  EXPECT_THAT(Error({"send", "--server", "127.0.0.1:1", "--messages", "1", "--handshake-only"}),
+              HasSubstr("--handshake-only needs --starttls"));
+  EXPECT_THAT(Error({"sink", "--listen", "127.0.0.1:1", "--tls-key", "k.pem"}),
+              HasSubstr("--tls-key needs --tls-cert"));
+  EXPECT_THAT(Error({"sink", "--listen", "127.0.0.1:1", "--starttls"}),
+              HasSubstr("does not apply to sink"));
+  EXPECT_THAT(Error({"send", "--server", "127.0.0.1:1", "--messages", "1", "--tls-cert", "c"}),
+              HasSubstr("does not apply to send"));
+}
+
+TEST(OptionsTest, TlsFlags) {
+  auto o = Parse({"send", "--server", "127.0.0.1:1", "--messages", "5", "--starttls",
+                  "--tls-resume", "--handshake-only", "--msgs-per-conn", "7"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->starttls);
+  EXPECT_TRUE(o->tls_resume);
+  EXPECT_TRUE(o->handshake_only);
+  EXPECT_EQ(o->msgs_per_conn, 1u);  // one handshake per connection
+  auto sink = Parse({"sink", "--listen", "127.0.0.1:0", "--tls-cert", "chain.pem"});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  EXPECT_EQ(sink->tls_cert, "chain.pem");
+  EXPECT_EQ(sink->tls_key, "chain.pem");  // the key defaults to the certificate file
+  auto run = Parse({"run", "--relay", "127.0.0.1:1", "--sink", "127.0.0.1:0", "--messages", "1",
+                    "--starttls", "--tls-cert", "c.pem", "--tls-key", "k.pem"});
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->starttls);
+  EXPECT_EQ(run->tls_key, "k.pem");
 }
 
 TEST(OptionsTest, HelpAndDefaults) {
