@@ -4,6 +4,7 @@
 // clang-format off
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/openssl/evp.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 // clang-format on
 
@@ -123,7 +124,42 @@ absl::Status SelfTestHandshake(WOLFSSL_CTX* server_ctx, int max_version) {
   return status;
 }
 
+// smtpd_tls_ask_ccert: every certificate is accepted (asked for, never required); a chain
+// that does not verify against smtpd_tls_CAfile marks the connection's TlsTransform
+// untrusted (wolfSSL calls this with preverify = 0 for each failure).
+int AskCcertVerify(int preverify, WOLFSSL_X509_STORE_CTX* store) {
+  if (preverify == 0) {
+    auto* ssl = static_cast<WOLFSSL*>(
+        wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx()));
+    if (ssl != nullptr) {
+      NoteUntrustedPeer(wolfSSL_get_app_data(ssl));
+    }
+  }
+  return 1;
+}
+
 }  // namespace
+
+std::string Fingerprint(std::string_view digest, const unsigned char* der, size_t size) {
+  const WOLFSSL_EVP_MD* md = digest == "md5"      ? wolfSSL_EVP_md5()
+                             : digest == "sha1"   ? wolfSSL_EVP_sha1()
+                             : digest == "sha256" ? wolfSSL_EVP_sha256()
+                             : digest == "sha512" ? wolfSSL_EVP_sha512()
+                                                  : nullptr;
+  unsigned char out[64];
+  unsigned int length = sizeof(out);
+  if (md == nullptr || der == nullptr ||
+      wolfSSL_EVP_Digest(der, static_cast<int>(size), out, &length, md, nullptr) !=
+          WOLFSSL_SUCCESS) {
+    return "";
+  }
+  std::string text;
+  text.reserve(length * 3);
+  for (unsigned int i = 0; i < length; ++i) {
+    absl::StrAppendFormat(&text, "%s%02X", i == 0 ? "" : ":", out[i]);
+  }
+  return text;
+}
 
 absl::Status ParseProtocols(const std::vector<std::string>& words, int* min_version,
                             int* max_version) {
@@ -210,6 +246,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFromConfig(const config::Config& conf
   o.chain_files = config.List("smtpd_tls_chain_files");
   o.ca_file = config.String("smtpd_tls_CAfile");
   o.ask_client_cert = config.Bool("smtpd_tls_ask_ccert");
+  o.fingerprint_digest = config.String("smtpd_tls_fingerprint_digest");
   o.wrapper_mode = config.Bool("smtpd_tls_wrappermode");
   o.received_header = config.Bool("smtpd_tls_received_header");
   const char* protocols_name =
@@ -301,8 +338,7 @@ absl::StatusOr<std::shared_ptr<const ServerContext>> ServerContext::Create(Serve
   if (o.ask_client_cert) {
     // Ask, never require: relay_clientcerts matches the fingerprint; an untrusted or
     // missing certificate only means no permission from it (Postfix: "ask_ccert").
-    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER,
-                           [](int /*preverify*/, WOLFSSL_X509_STORE_CTX* /*store*/) { return 1; });
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, AskCcertVerify);
   } else {
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, nullptr);
   }

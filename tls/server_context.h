@@ -22,6 +22,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,6 +46,8 @@ struct ServerOptions {
   int min_version = 2;
   int max_version = 3;
   bool ask_client_cert = false;  // smtpd_tls_ask_ccert
+  // smtpd_tls_fingerprint_digest: md5, sha1, sha256 (Postfix >= 3.6 default) or sha512.
+  std::string fingerprint_digest = "sha256";
   bool wrapper_mode = false;     // smtpd_tls_wrappermode (implicit TLS)
   bool received_header = false;  // smtpd_tls_received_header
   // wolfSSL suite names, TLS 1.3 and 1.2. Empty = kDefaultCipherList.
@@ -70,6 +73,15 @@ SecurityLevel SecurityLevelFromConfig(const config::Config& config);
 // smtpd_use_tls/smtpd_enforce_tls when it is empty. Protocols: smtpd_tls_mandatory_protocols
 // at "encrypt", smtpd_tls_protocols otherwise.
 absl::StatusOr<ServerOptions> ServerOptionsFromConfig(const config::Config& config);
+
+// Postfix's fingerprint of `der` with `digest` ("md5", "sha1", "sha256", "sha512"):
+// upper-case hex pairs joined by ':' ("AB:CD:..."). Empty for an unknown digest name.
+std::string Fingerprint(std::string_view digest, const unsigned char* der, size_t size);
+
+// For the context's verify callback: `app_data` is the WOLFSSL's app data, the connection's
+// TlsTransform (or null), whose client certificate did not verify. Defined in
+// tls_transform.cc.
+void NoteUntrustedPeer(void* app_data);
 
 class ServerContext {
  public:

@@ -4,6 +4,7 @@
 // clang-format off
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 // clang-format on
 
@@ -43,7 +44,23 @@ int SendTrampoline(WOLFSSL* /*ssl*/, char* buffer, int size, void* user) {
   return static_cast<TlsTransform*>(user)->WriteRaw(buffer, size);
 }
 
+// The CN of `name` ("" if none), at most 255 bytes.
+std::string CommonName(WOLFSSL_X509_NAME* name) {
+  char text[256] = {};
+  if (name == nullptr ||
+      wolfSSL_X509_NAME_get_text_by_NID(name, NID_commonName, text, sizeof(text)) <= 0) {
+    return "";
+  }
+  return text;
+}
+
 }  // namespace
+
+void NoteUntrustedPeer(void* app_data) {
+  if (app_data != nullptr) {
+    static_cast<TlsTransform*>(app_data)->NoteUntrusted();
+  }
+}
 
 TlsTransform::TlsTransform(std::shared_ptr<const ServerContext> context,
                            HandshakeCallback on_handshake)
@@ -56,6 +73,7 @@ TlsTransform::TlsTransform(std::shared_ptr<const ServerContext> context,
   wolfSSL_SSLSetIOSend(ssl, SendTrampoline);
   wolfSSL_SetIOReadCtx(ssl, this);
   wolfSSL_SetIOWriteCtx(ssl, this);
+  wolfSSL_set_app_data(ssl, this);  // for the verify callback (NoteUntrustedPeer)
   ssl_ = ssl;
 }
 
@@ -108,15 +126,33 @@ void TlsTransform::CollectInfo() {
   // wolfSSL leaves the algorithm's bits at 0; for these AEAD suites they equal the key's.
   info_.algorithm_bits = alg_bits > 0 ? alg_bits : info_.cipher_bits;
   info_.resumed = wolfSSL_session_reused(ssl) != 0;
+  const ServerOptions& options = context_->options();
+  info_.client_cert_requested = options.ask_client_cert;
   WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl);
   if (peer != nullptr) {
-    unsigned char digest[32];
-    unsigned int length = sizeof(digest);
-    if (wolfSSL_X509_digest(peer, wolfSSL_EVP_sha256(), digest, &length) == WOLFSSL_SUCCESS) {
-      for (unsigned int i = 0; i < length; ++i) {
-        absl::StrAppendFormat(&info_.peer_fingerprint, "%s%02X", i == 0 ? "" : ":", digest[i]);
+    int der_size = 0;
+    const unsigned char* der = wolfSSL_X509_get_der(peer, &der_size);
+    if (der != nullptr && der_size > 0) {
+      info_.peer_fingerprint =
+          Fingerprint(options.fingerprint_digest, der, static_cast<size_t>(der_size));
+    }
+    // The DER SubjectPublicKeyInfo, as Postfix's i2d_X509_PUBKEY (size asked first).
+    int key_size = 0;
+    if (wolfSSL_X509_get_pubkey_buffer(peer, nullptr, &key_size) == WOLFSSL_SUCCESS &&
+        key_size > 0) {
+      std::string key(static_cast<size_t>(key_size), '\0');
+      if (wolfSSL_X509_get_pubkey_buffer(peer, reinterpret_cast<unsigned char*>(key.data()),
+                                         &key_size) == WOLFSSL_SUCCESS) {
+        info_.peer_pkey_fingerprint =
+            Fingerprint(options.fingerprint_digest,
+                        reinterpret_cast<const unsigned char*>(key.data()),
+                        static_cast<size_t>(key_size));
       }
     }
+    info_.peer_cn = CommonName(wolfSSL_X509_get_subject_name(peer));
+    info_.issuer_cn = CommonName(wolfSSL_X509_get_issuer_name(peer));
+    // Trusted only against an operator's CA file, and only when no check failed.
+    info_.peer_verified = !options.ca_file.empty() && !peer_untrusted_;
     wolfSSL_X509_free(peer);
   }
 }

@@ -37,8 +37,19 @@ struct HandshakeInfo {
   int cipher_bits = 0;
   int algorithm_bits = 0;
   bool resumed = false;  // abbreviated handshake (session ticket)
-  // SHA-256 of the client certificate, "AA:BB:..." upper case; empty without one.
+  // smtpd_tls_ask_ccert: a client certificate was asked for.
+  bool client_cert_requested = false;
+  // The client certificate (smtpd_tls_ask_ccert), fingerprinted with
+  // smtpd_tls_fingerprint_digest in Postfix's form "AA:BB:..." (upper case): of the whole
+  // certificate (DER) and of its public key (DER SubjectPublicKeyInfo), as Postfix's
+  // peer_cert_fprint and peer_pkey_fprint. Empty without a certificate. A resumed session
+  // carries no certificate (wolfSSL keeps none in the ticket): both are empty then.
   std::string peer_fingerprint;
+  std::string peer_pkey_fingerprint;
+  // The certificate chained to smtpd_tls_CAfile (Postfix's "Trusted"); false without one.
+  bool peer_verified = false;
+  std::string peer_cn;    // subject CN, for logs and the Received: header ("" if none)
+  std::string issuer_cn;  // issuer CN
 };
 
 class TlsTransform final : public reactor::Transform {
@@ -65,6 +76,8 @@ class TlsTransform final : public reactor::Transform {
   // wolfSSL I/O callback bodies (public for the C trampolines).
   int ReadRaw(char* buffer, int size);
   int WriteRaw(const char* buffer, int size);
+  // The verify callback saw a certificate that does not chain to smtpd_tls_CAfile.
+  void NoteUntrusted() { peer_untrusted_ = true; }
 
  private:
   bool FlushDeferred(std::string* raw_out);
@@ -83,6 +96,7 @@ class TlsTransform final : public reactor::Transform {
   bool peer_closed_ = false;  // close_notify received
   bool close_notify_requested_ = false;
   bool close_notify_sent_ = false;
+  bool peer_untrusted_ = false;
   HandshakeInfo info_;
   std::string error_;
 };

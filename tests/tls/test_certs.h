@@ -23,6 +23,7 @@ struct TestCerts {
   std::string client_cert;
   std::string client_key;
   std::string client_fingerprint;  // "AA:BB:..." SHA-256, from openssl
+  std::string client_pkey_fingerprint;  // SHA-256 of its DER public key, from openssl
   std::string other_cert;          // self-signed "other.test"
   std::string other_key;
 };
@@ -36,6 +37,31 @@ inline bool RunOpenssl(const std::vector<std::string>& args) {
     return false;
   }
   return true;
+}
+
+// Postfix's fingerprint of `cert` (PEM) computed by the openssl CLI: of the certificate,
+// or with `public_key` of its DER SubjectPublicKeyInfo. "AA:BB:..." upper case; "" (and a
+// test failure) when openssl fails.
+inline std::string OpensslFingerprint(const std::string& cert, const std::string& digest,
+                                      bool public_key) {
+  const std::string command =
+      public_key ? "/usr/bin/openssl x509 -noout -pubkey -in '" + cert +
+                       "' | /usr/bin/openssl pkey -pubin -outform DER | /usr/bin/openssl dgst -" +
+                       digest + " -c"
+                 : "/usr/bin/openssl x509 -noout -fingerprint -" + digest + " -in '" + cert + "'";
+  testing::RunResult r = testing::Run({"/bin/sh", "-c", command});
+  const size_t eq = r.out.rfind('=');
+  if (r.exit_code != 0 || eq == std::string::npos) {
+    ADD_FAILURE() << command << " failed: " << r.err;
+    return "";
+  }
+  std::string fingerprint;
+  for (char ch : r.out.substr(eq + 1)) {
+    if (ch != ' ' && ch != '\n' && ch != '\r') {
+      fingerprint += static_cast<char>(ch >= 'a' && ch <= 'f' ? ch - 'a' + 'A' : ch);
+    }
+  }
+  return fingerprint;
 }
 
 // Makes the certificates in dir. On failure the test has a failure recorded.
@@ -70,18 +96,8 @@ inline TestCerts MakeTestCerts(const testing::TempDir& dir) {
   RunOpenssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
               "-keyout", c.other_key, "-out", c.other_cert, "-days", "2", "-subj",
               "/CN=other.test"});
-  testing::RunResult fp = testing::Run(
-      {"/usr/bin/openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", c.client_cert});
-  const size_t eq = fp.out.find('=');
-  if (fp.exit_code == 0 && eq != std::string::npos) {
-    c.client_fingerprint = fp.out.substr(eq + 1);
-    while (!c.client_fingerprint.empty() &&
-           (c.client_fingerprint.back() == '\n' || c.client_fingerprint.back() == '\r')) {
-      c.client_fingerprint.pop_back();
-    }
-  } else {
-    ADD_FAILURE() << "openssl x509 -fingerprint failed: " << fp.err;
-  }
+  c.client_fingerprint = OpensslFingerprint(c.client_cert, "sha256", false);
+  c.client_pkey_fingerprint = OpensslFingerprint(c.client_cert, "sha256", true);
   return c;
 }
 

@@ -411,12 +411,87 @@ TEST_F(TlsTransformTest, ClientCertificateFingerprintMatchesOpenssl) {
   ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
   ASSERT_FALSE(certs_.client_fingerprint.empty());
   EXPECT_EQ(server.info().peer_fingerprint, certs_.client_fingerprint);
+  ASSERT_FALSE(certs_.client_pkey_fingerprint.empty());
+  EXPECT_EQ(server.info().peer_pkey_fingerprint, certs_.client_pkey_fingerprint);
+  EXPECT_NE(server.info().peer_pkey_fingerprint, server.info().peer_fingerprint);
+  EXPECT_TRUE(server.info().client_cert_requested);
+  EXPECT_TRUE(server.info().peer_verified);  // signed by smtpd_tls_CAfile
+  EXPECT_EQ(server.info().peer_cn, "client.test");
+  EXPECT_EQ(server.info().issuer_cn, "moat test CA");
 
   // Asked, not required: a client without a certificate still gets TLS.
   TlsTransform server2(context, nullptr);
   MemoryClient anonymous({});
   ASSERT_TRUE(anonymous.Handshake(server2, &plain)) << server2.error();
   EXPECT_TRUE(server2.info().peer_fingerprint.empty());
+  EXPECT_TRUE(server2.info().peer_pkey_fingerprint.empty());
+  EXPECT_FALSE(server2.info().peer_verified);
+  EXPECT_TRUE(server2.info().client_cert_requested);
+}
+
+TEST_F(TlsTransformTest, SelfSignedClientCertificateIsAcceptedButUntrusted) {
+  ServerOptions options;
+  options.ask_client_cert = true;
+  options.ca_file = certs_.ca;
+  auto context = MakeContext(options);
+  ASSERT_NE(context, nullptr);
+  TlsTransform server(context, nullptr);
+  MemoryClient::Options o;
+  o.cert_file = certs_.other_cert;  // self-signed, not from the CA
+  o.key_file = certs_.other_key;
+  MemoryClient client(o);
+  std::string plain;
+  ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
+  EXPECT_EQ(server.info().peer_fingerprint,
+            tls_testing::OpensslFingerprint(certs_.other_cert, "sha256", false));
+  EXPECT_FALSE(server.info().peer_verified);
+  EXPECT_EQ(server.info().peer_cn, "other.test");
+}
+
+TEST_F(TlsTransformTest, WithoutCaFileNoCertificateIsTrusted) {
+  ServerOptions options;
+  options.ask_client_cert = true;
+  options.fingerprint_digest = "sha1";
+  auto context = MakeContext(options);
+  ASSERT_NE(context, nullptr);
+  TlsTransform server(context, nullptr);
+  MemoryClient::Options o;
+  o.cert_file = certs_.client_cert;
+  o.key_file = certs_.client_key;
+  MemoryClient client(o);
+  std::string plain;
+  ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
+  EXPECT_FALSE(server.info().peer_verified);
+  // smtpd_tls_fingerprint_digest = sha1: 20 bytes, as openssl computes them.
+  EXPECT_EQ(server.info().peer_fingerprint,
+            tls_testing::OpensslFingerprint(certs_.client_cert, "sha1", false));
+  EXPECT_EQ(server.info().peer_pkey_fingerprint,
+            tls_testing::OpensslFingerprint(certs_.client_cert, "sha1", true));
+  EXPECT_EQ(server.info().peer_fingerprint.size(), 20u * 3 - 1);
+}
+
+TEST_F(TlsTransformTest, NoCertificateRequestedByDefault) {
+  auto context = MakeContext();
+  ASSERT_NE(context, nullptr);
+  TlsTransform server(context, nullptr);
+  MemoryClient::Options o;
+  o.cert_file = certs_.client_cert;
+  o.key_file = certs_.client_key;
+  MemoryClient client(o);
+  std::string plain;
+  ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
+  EXPECT_FALSE(server.info().client_cert_requested);
+  EXPECT_TRUE(server.info().peer_fingerprint.empty());  // never sent: not asked
+}
+
+TEST(FingerprintTest, PostfixFormat) {
+  const unsigned char abc[] = {'a', 'b', 'c'};
+  // SHA-256("abc") and MD5("abc"), the FIPS / RFC 1321 test vectors.
+  EXPECT_EQ(Fingerprint("sha256", abc, 3),
+            "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:"
+            "61:F2:00:15:AD");
+  EXPECT_EQ(Fingerprint("md5", abc, 3), "90:01:50:98:3C:D2:4F:B0:D6:96:3F:7D:28:E1:7F:72");
+  EXPECT_EQ(Fingerprint("sha384", abc, 3), "");  // not a Postfix digest name
 }
 
 TEST_F(TlsTransformTest, ChainFileWithKeyFirst) {
