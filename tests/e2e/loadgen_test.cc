@@ -2,7 +2,10 @@
 // exactly --messages (and reuses connections as told), the JSON report parses (with Python's
 // json module) and has the documented fields, expected rejections are not errors, open loop and
 // `run` complete, a dead server ends the run with errors instead of hanging, and the tool
-// interoperates with Postfix's smtp-source and smtp-sink. No relay is involved.
+// interoperates with Postfix's smtp-source and smtp-sink. TLS: --starttls against the sink with
+// --tls-cert (sessions resumed with --tls-resume), against a sink that does not offer STARTTLS
+// (an error per attempt), `run` over TLS on both sides, and against the real `moat serve` with
+// smtpd_tls_security_level = may (messages and --handshake-only). Only the last involves a relay.
 #include <dirent.h>
 #include <unistd.h>
 
@@ -13,8 +16,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/testing/testing.h"
+#include "tests/tls/test_certs.h"
 
 namespace moat {
 namespace {
@@ -284,6 +289,149 @@ TEST_F(LoadgenTest, InteroperatesWithPostfixSourceAndSink) {
                         "--pipelining", "--json"});
   EXPECT_EQ(send.exit_code, 0) << send.out << send.err;
   EXPECT_EQ(Number(ParseJson(send.out), "messages"), 100);
+}
+
+// ---- TLS ----
+
+class LoadgenTlsTest : public LoadgenTest {
+ protected:
+  void SetUp() override {
+    LoadgenTest::SetUp();
+    if (IsSkipped()) {
+      return;
+    }
+    certs_ = tls_testing::MakeTestCerts(certs_dir_);
+  }
+  std::vector<std::string> SinkTlsFlags() const {
+    return {"--tls-cert", certs_.server_cert, "--tls-key", certs_.server_key};
+  }
+
+  TempDir certs_dir_;
+  tls_testing::TestCerts certs_;
+};
+
+TEST_F(LoadgenTlsTest, StartTlsToSinkDeliversAndResumesSessions) {
+  std::vector<std::string> flags = {"--messages", "20"};
+  for (const std::string& f : SinkTlsFlags()) {
+    flags.push_back(f);
+  }
+  Sink sink(flags);
+  ASSERT_GT(sink.port(), 0) << sink.process().Stderr();
+  RunResult send = moat::testing::Run(
+      {kLoadgen, "send", "--server", sink.address(), "--starttls", "--tls-resume", "--sessions",
+       "2", "--messages", "20", "--msgs-per-conn", "5", "--pipelining", "--size", "6000",
+       "--json"},
+      "", std::chrono::seconds(60));
+  EXPECT_EQ(send.exit_code, 0) << send.out << send.err;
+  ASSERT_EQ(sink.process().Wait(std::chrono::milliseconds(20000)), 0) << sink.process().Stderr();
+
+  auto s = ParseJson(send.out);
+  EXPECT_EQ(Number(s, "messages"), 20);
+  EXPECT_EQ(Number(s, "errors"), 0);
+  EXPECT_EQ(Number(s, "connections"), 4);
+  auto t = ParseJson(send.out, "tls");
+  EXPECT_EQ(Number(t, "handshakes"), 4);  // one per connection, reused for its 5 messages
+  EXPECT_EQ(Number(t, "failures"), 0);
+  EXPECT_EQ(Number(t, "not_offered"), 0);
+  // Connections 3 and 4 start after 1 and 2 ended and left their tickets behind.
+  EXPECT_GE(Number(t, "resumed"), 1);
+  EXPECT_LE(Number(t, "resumed"), 2);
+  EXPECT_GT(Number(t, "handshake_max_ms"), 0);
+  EXPECT_LE(Number(t, "handshake_p50_ms"), Number(t, "handshake_max_ms"));
+
+  auto k = ParseJson(sink.process().Stdout());
+  EXPECT_EQ(Number(k, "messages"), 20);
+  EXPECT_EQ(Number(k, "bytes"), 20 * 6000);  // byte-exact through TLS records
+  EXPECT_EQ(Number(k, "no_timestamp"), 0);
+  auto kt = ParseJson(sink.process().Stdout(), "tls");
+  EXPECT_EQ(Number(kt, "handshakes"), 4);
+  EXPECT_EQ(Number(kt, "resumed"), Number(t, "resumed"));
+  EXPECT_EQ(Number(kt, "failures"), 0);
+}
+
+TEST_F(LoadgenTlsTest, ServerWithoutStartTlsFailsEveryAttempt) {
+  Sink sink({"--duration", "30"});  // no --tls-cert: STARTTLS is not offered
+  ASSERT_GT(sink.port(), 0);
+  RunResult send = moat::testing::Run({kLoadgen, "send", "--server", sink.address(),
+                                       "--starttls", "--sessions", "2", "--messages", "4",
+                                       "--json"},
+                                      "", std::chrono::seconds(60));
+  EXPECT_EQ(send.exit_code, 1) << send.out << send.err;
+  EXPECT_NE(send.err.find("STARTTLS not offered"), std::string::npos) << send.err;
+  auto s = ParseJson(send.out);
+  EXPECT_EQ(Number(s, "messages"), 0);
+  EXPECT_EQ(Number(s, "errors"), 4);
+  auto t = ParseJson(send.out, "tls");
+  EXPECT_GE(Number(t, "not_offered"), 4);
+  EXPECT_EQ(Number(t, "handshakes"), 0);
+  EXPECT_EQ(sink.process().Stop(SIGTERM), 0);
+  EXPECT_EQ(Number(ParseJson(sink.process().Stdout()), "messages"), 0);
+}
+
+TEST_F(LoadgenTlsTest, RunOverTlsOnBothSides) {
+  // The relay address is the run's own TLS sink: sender and sink both speak TLS.
+  const std::string self = "127.0.0.1:" + std::to_string(testing::FreePort());
+  std::vector<std::string> argv = {kLoadgen, "run", "--relay", self, "--sink", self,
+                                   "--starttls", "--sessions", "3", "--messages", "30",
+                                   "--msgs-per-conn", "10", "--json"};
+  for (const std::string& f : SinkTlsFlags()) {
+    argv.push_back(f);
+  }
+  RunResult run = moat::testing::Run(argv, "", std::chrono::seconds(60));
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  auto r = ParseJson(run.out);
+  EXPECT_EQ(Number(r, "messages"), 30);
+  EXPECT_EQ(Number(r, "lost"), 0);
+  EXPECT_EQ(Number(ParseJson(run.out, "send.tls"), "handshakes"), 3);
+  EXPECT_EQ(Number(ParseJson(run.out, "sink.tls"), "handshakes"), 3);
+}
+
+TEST_F(LoadgenTlsTest, StartTlsAgainstMoatServe) {
+  TempDir dir;
+  const int port = testing::FreePort();
+  const int sink_port = testing::FreePort();
+  dir.Write("transport", absl::StrCat("example.com smtp:[127.0.0.1]:", sink_port, "\n"));
+  RunResult postmap = testing::RunMoat({"postmap", "hash:" + dir.path() + "/transport"});
+  ASSERT_EQ(postmap.exit_code, 0) << postmap.err;
+  dir.Write("main.cf",
+            absl::StrCat("myhostname = mx.example.net\nmydestination =\nmynetworks = 127.0.0.1/32\n"
+                         "relay_domains = example.com\ntransport_maps = hash:",
+                         dir.path(), "/transport\nqueue_directory = ", dir.path(),
+                         "/queue\nmoat_listen = 127.0.0.1:", port,
+                         "\nmoat_shards = 2\nsmtpd_tls_security_level = may\n"
+                         "smtpd_tls_cert_file = ",
+                         certs_.server_cert, "\nsmtpd_tls_key_file = ", certs_.server_key, "\n"));
+  Process moat_serve({testing::MoatBinary(), "serve", "-c", dir.path()});
+  ASSERT_TRUE(testing::WaitForPort(port)) << moat_serve.Stderr();
+  const std::string relay = "127.0.0.1:" + std::to_string(port);
+
+  // Messages over TLS through moat to the sink (whatever moat's outbound TLS does).
+  RunResult run = moat::testing::Run(
+      {kLoadgen, "run", "--relay", relay, "--sink", "127.0.0.1:" + std::to_string(sink_port),
+       "--starttls", "--tls-resume", "--sessions", "3", "--messages", "30", "--msgs-per-conn",
+       "5", "--json"},
+      "", std::chrono::seconds(90));
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err << moat_serve.Stderr();
+  EXPECT_EQ(Number(ParseJson(run.out), "messages"), 30);
+  EXPECT_EQ(Number(ParseJson(run.out), "lost"), 0);
+  auto t = ParseJson(run.out, "send.tls");
+  EXPECT_EQ(Number(t, "handshakes"), 6);
+  EXPECT_EQ(Number(t, "failures"), 0);
+  EXPECT_GE(Number(t, "resumed"), 1);  // moat's shared ticket keys honour the kept ticket
+
+  // Handshakes only: EHLO, STARTTLS, EHLO, QUIT per connection.
+  RunResult shake = moat::testing::Run({kLoadgen, "send", "--server", relay, "--starttls",
+                                        "--handshake-only", "--sessions", "4", "--messages",
+                                        "20", "--json"},
+                                       "", std::chrono::seconds(60));
+  EXPECT_EQ(shake.exit_code, 0) << shake.out << shake.err;
+  auto h = ParseJson(shake.out);
+  EXPECT_EQ(Number(h, "messages"), 20);
+  EXPECT_EQ(Number(h, "connections"), 20);
+  EXPECT_EQ(Number(h, "bytes_sent") > 0, true);
+  EXPECT_EQ(Number(ParseJson(shake.out, "tls"), "handshakes"), 20);
+  EXPECT_EQ(ParseJson(shake.out, "replies")["mail"], "{}");  // no transaction at all
+  EXPECT_EQ(moat_serve.Stop(SIGTERM), 0) << moat_serve.Stderr();
 }
 
 }  // namespace
