@@ -741,16 +741,24 @@ PolicyEngine::Status PolicyEngine::RunOne(Evaluation& eval, const CompiledRestri
       return Status::kDunno;
     case Kind::kPermitSaslAuthenticated:
       return Status::kDunno;  // moat has no SASL: never matches
+    // Postfix's permit_tls_clientcerts (smtpd_check.c): "all" needs a trusted certificate;
+    // a listed fingerprint (certificate, then public key) permits even when the issuer is
+    // not trusted.
     case Kind::kPermitTlsAllClientcerts:
-      return q.tls && !q.client_cert_fingerprint.empty() ? Status::kOk : Status::kDunno;
+      return q.tls && q.client_cert_verified && !q.client_cert_fingerprint.empty()
+                 ? Status::kOk
+                 : Status::kDunno;
     case Kind::kPermitTlsClientcerts:
-      if (!q.tls || q.client_cert_fingerprint.empty()) {
+      if (!q.tls) {
         return Status::kDunno;
       }
       // Fingerprints are stored as "AA:BB:..."; tables fold keys to lower case.
-      return table::FindKey(settings_.relay_clientcerts, q.client_cert_fingerprint).has_value()
-                 ? Status::kOk
-                 : Status::kDunno;
+      for (std::string_view print : {q.client_cert_fingerprint, q.client_pkey_fingerprint}) {
+        if (!print.empty() && table::FindKey(settings_.relay_clientcerts, print).has_value()) {
+          return Status::kOk;
+        }
+      }
+      return Status::kDunno;
     case Kind::kCheckClientAccess:
     case Kind::kCheckHeloAccess:
     case Kind::kCheckSenderAccess:

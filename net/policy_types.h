@@ -39,8 +39,14 @@ struct PolicyRequest {
   // ESMTP/SMTP, and TLS facts (STARTTLS issue).
   std::string_view protocol = "SMTP";
   bool tls = false;
-  // SHA-256 fingerprint of a verified client certificate, "AA:BB:..." upper-case, or empty.
+  // The client certificate (smtpd_tls_ask_ccert), fingerprinted with
+  // smtpd_tls_fingerprint_digest, "AA:BB:..." upper case, or empty without one: the whole
+  // certificate and its public key (Postfix's peer_cert_fprint / peer_pkey_fprint;
+  // permit_tls_clientcerts looks both up in relay_clientcerts). `client_cert_verified`: it
+  // chained to smtpd_tls_CAfile (permit_tls_all_clientcerts).
   std::string_view client_cert_fingerprint;
+  std::string_view client_pkey_fingerprint;
+  bool client_cert_verified = false;
   // The client sent commands before the server's reply where PIPELINING does not allow it
   // (for reject_unauth_pipelining), decided by the session.
   bool unauth_pipelining = false;

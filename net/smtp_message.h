@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -45,12 +46,33 @@ struct ConnectionInfo {
   bool exempt_from_limits = false;
 };
 
-// TLS facts for the Received: header and the protocol name (set after STARTTLS).
+// TLS facts for the Received: header, the protocol name and the policy (set after
+// STARTTLS, or at the start of an implicit-TLS connection). The peer_* fields describe the
+// client certificate (smtpd_tls_ask_ccert; "inbound-tls" engineer's part).
 struct TlsInfo {
+  TlsInfo() = default;
+  // The negotiated facts only (no certificate, no Received: clause).
+  TlsInfo(std::string protocol_name, std::string cipher_name, int bits, int alg_bits)
+      : protocol(std::move(protocol_name)),
+        cipher(std::move(cipher_name)),
+        cipher_bits(bits),
+        algorithm_bits(alg_bits) {}
+
   std::string protocol;  // "TLSv1.3"
   std::string cipher;    // "TLS_AES_256_GCM_SHA384"
   int cipher_bits = 0;
   int algorithm_bits = 0;
+  // smtpd_tls_received_header: the Received: header gets the TLS clauses.
+  bool received_header = false;
+  // smtpd_tls_ask_ccert: a client certificate was asked for.
+  bool client_cert_requested = false;
+  // smtpd_tls_fingerprint_digest fingerprints of the client certificate and of its public
+  // key, "AA:BB:..." upper case (relay_clientcerts keys); empty without a certificate.
+  std::string peer_fingerprint;
+  std::string peer_pkey_fingerprint;
+  bool peer_verified = false;  // chained to smtpd_tls_CAfile
+  std::string peer_cn;         // subject CN
+  std::string issuer_cn;       // issuer CN
 };
 
 struct AcceptedRecipient {

@@ -110,6 +110,26 @@ std::string_view NextWord(std::string_view* rest) {
   return s.substr(start, i - start);
 }
 
+// A client certificate's CN inside the Received: header's comment (untrusted: it comes
+// from the client): every byte outside printable ASCII becomes '?', and the characters
+// that would end the quoted string or the comment are backslash-quoted (RFC 5322 3.2.1),
+// as Postfix's comment_sanitize keeps the header well formed.
+std::string CommentSafe(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c < 0x20 || c > 0x7e) {
+      out += '?';
+      continue;
+    }
+    if (c == '\\' || c == '"' || c == '(' || c == ')') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 const SmtpSession::Command SmtpSession::kCommands[] = {
@@ -308,6 +328,11 @@ void SmtpSession::OnTlsStarted(const TlsInfo& tls) {
   protocol_ = "SMTP";
   ResetTransaction();
   Resume();
+}
+
+void SmtpSession::OnImplicitTls(const TlsInfo& tls) {
+  tls_active_ = true;
+  tls_ = tls;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -590,6 +615,12 @@ SmtpSession::Outcome SmtpSession::HeloOrEhlo(std::string_view args, bool ehlo) {
 }
 
 SmtpSession::Outcome SmtpSession::StartTls(std::string_view args) {
+  // An implicit-TLS connection is TLS without STARTTLS being offered: Postfix (wrapper
+  // mode) answers that TLS is active.
+  if (tls_active_ && !settings_.starttls_available && args.empty()) {
+    Reply("554 5.5.1 Error: TLS already active");
+    return Outcome::kFailed;
+  }
   if (!settings_.starttls_available) {
     Reply("502 5.5.1 Error: command not implemented");
     return Outcome::kFailed;
@@ -1030,6 +1061,11 @@ PolicyRequest SmtpSession::MakeRequest(PolicyStage stage) const {
   }
   request.protocol = protocol_;
   request.tls = tls_active_;
+  if (tls_active_) {
+    request.client_cert_fingerprint = tls_.peer_fingerprint;
+    request.client_pkey_fingerprint = tls_.peer_pkey_fingerprint;
+    request.client_cert_verified = tls_.peer_verified;
+  }
   request.unauth_pipelining = ill_pipelining_;
   request.accepted_rcpt_count = static_cast<uint32_t>(recipients_.size());
   return request;
@@ -1167,9 +1203,19 @@ std::string SmtpSession::ReceivedHeader() const {
   std::string header = absl::StrFormat(
       "Received: from %s (%s [%s])\r\n", helo_name_.empty() ? connection_.client_name : helo_name_,
       connection_.client_name, rfc_addr);
-  if (tls_active_) {
+  if (tls_active_ && tls_.received_header) {
+    // smtpd_tls_received_header = yes: Postfix's smtpd.c wording.
     header += absl::StrFormat("\t(using %s with cipher %s (%d/%d bits))\r\n", tls_.protocol,
                               tls_.cipher, tls_.cipher_bits, tls_.algorithm_bits);
+    if (!tls_.peer_cn.empty()) {
+      header += absl::StrFormat("\t(Client CN \"%s\", Issuer \"%s\" (%s))\r\n",
+                                CommentSafe(tls_.peer_cn), CommentSafe(tls_.issuer_cn),
+                                tls_.peer_verified ? "verified OK" : "not verified");
+    } else if (tls_.client_cert_requested) {
+      header += "\t(Client did not present a certificate)\r\n";
+    } else {
+      header += "\t(No client certificate requested)\r\n";
+    }
   }
   std::string date =
       absl::FormatTime("%a, %d %b %Y %H:%M:%S %z (%Z)", arrival_, absl::UTCTimeZone());

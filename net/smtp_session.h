@@ -66,6 +66,10 @@ class SmtpSession {
   // The TLS handshake asked for by WantsStartTls() completed; the session restarts in the
   // initial state as RFC 3207 requires.
   void OnTlsStarted(const TlsInfo& tls);
+  // Implicit TLS (a TLS listener, smtpd_tls_wrappermode): the handshake completed before
+  // any command; the session records the TLS facts (Received:, ESMTPS, the policy's client
+  // certificate) and goes on. STARTTLS is not offered (settings.starttls_available false).
+  void OnImplicitTls(const TlsInfo& tls);
 
   // Staged replies, oldest first.
   const std::string& output() const { return output_; }

@@ -242,6 +242,9 @@ class ScriptRunner {
     request.protocol = "ESMTP";
     request.tls = !tls_fingerprint_.empty();
     request.client_cert_fingerprint = tls_fingerprint_;
+    // "tls FP" scripts a certificate that chained to smtpd_tls_CAfile (inbound-tls:
+    // untrusted ones are covered by policy_clientcerts_test.cc).
+    request.client_cert_verified = !tls_fingerprint_.empty();
     request.unauth_pipelining = unauth_pipelining_;
     if (request.stage >= PolicyStage::kMail && !has_sender_) {
       out_ << "script error: no mail command yet\n";

@@ -35,6 +35,11 @@ class FakePolicy : public Policy {
   PolicyDecision Check(const PolicyRequest& request) override {
     seen.push_back({request.stage, std::string(request.sender), std::string(request.recipient),
                     std::string(request.helo_name), request.unauth_pipelining});
+    if (request.tls) {  // the client certificate as the policy sees it (inbound-tls)
+      certificates.push_back(absl::StrFormat("%s|%s|%s", request.client_cert_fingerprint,
+                                             request.client_pkey_fingerprint,
+                                             request.client_cert_verified ? "trusted" : "untrusted"));
+    }
     PolicyDecision d;
     if (request.stage == PolicyStage::kConnect && reject_connect) {
       return {PolicyAction::kReject, 554, "5.7.1",
@@ -74,6 +79,7 @@ class FakePolicy : public Policy {
   }
 
   std::vector<Seen> seen;
+  std::vector<std::string> certificates;  // "fp|pkey|trusted" of each request under TLS
   bool reject_connect = false;
   bool reject_data = false;
   bool defer_end_of_data = false;
@@ -991,6 +997,7 @@ TEST_F(SessionTest, StartTlsDiscardsPipelinedPlaintextAndResets) {
   EXPECT_TRUE(session_->WantsStartTls());
   EXPECT_TRUE(session_->WantsPause());
   TlsInfo tls{"TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256", 256, 256};
+  tls.received_header = true;  // smtpd_tls_received_header = yes
   session_->OnTlsStarted(tls);
   EXPECT_EQ(session_->TakeOutput(), "");
   EXPECT_EQ(Send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
@@ -1007,7 +1014,98 @@ TEST_F(SessionTest, StartTlsDiscardsPipelinedPlaintextAndResets) {
   EXPECT_THAT(sink_.messages[0].content,
               HasSubstr("Received: from c (unknown [192.0.2.1])\r\n"
                         "\t(using TLSv1.3 with cipher TLS_CHACHA20_POLY1305_SHA256 (256/256 "
-                        "bits))\r\n\tby mx.example (moat) with ESMTPS id QID1\r\n"));
+                        "bits))\r\n\t(No client certificate requested)\r\n"
+                        "\tby mx.example (moat) with ESMTPS id QID1\r\n"));
+}
+
+// ---- smtpd_tls_received_header, client certificates, implicit TLS (inbound-tls) ----
+
+// Sends one message from "c" to a@example.com and returns its content.
+std::string OneMessage(SmtpSession& session, FakeSink& sink) {
+  session.OnData("MAIL FROM:<s@example.org>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+  session.OnData("x\r\n.\r\n");
+  session.TakeOutput();
+  return sink.messages.empty() ? "" : sink.messages.back().content;
+}
+
+TEST_F(SessionTest, TlsReceivedHeaderOffByDefaultAddsNothingAboutTls) {
+  settings_.starttls_available = true;
+  OpenEhlo();
+  Send("STARTTLS\r\n");
+  session_->OnTlsStarted(TlsInfo{"TLSv1.3", "TLS_AES_128_GCM_SHA256", 128, 128});
+  Send("EHLO c\r\n");
+  const std::string content = OneMessage(*session_, sink_);
+  EXPECT_THAT(content, HasSubstr("Received: from c (unknown [192.0.2.1])\r\n"
+                                 "\tby mx.example (moat) with ESMTPS id QID1\r\n"));
+  EXPECT_THAT(content, Not(HasSubstr("using")));
+  EXPECT_THAT(content, Not(HasSubstr("certificate")));
+}
+
+TEST_F(SessionTest, TlsReceivedHeaderNamesTheClientCertificate) {
+  struct Case {
+    TlsInfo tls;
+    std::string clause;
+  };
+  TlsInfo base{"TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384", 256, 256};
+  base.received_header = true;
+  TlsInfo asked = base;
+  asked.client_cert_requested = true;
+  TlsInfo trusted = asked;
+  trusted.peer_fingerprint = "AA:BB";
+  trusted.peer_cn = "client.test";
+  trusted.issuer_cn = "moat test CA";
+  trusted.peer_verified = true;
+  TlsInfo untrusted = trusted;
+  untrusted.peer_verified = false;
+  // CNs come from the client: no header injection, no broken comment.
+  TlsInfo hostile = untrusted;
+  hostile.peer_cn = "evil\r\nX-Injected: \"a\") (b\\";
+  hostile.issuer_cn = "\xc3\xa9";
+  for (const Case& c : std::vector<Case>{
+           {asked, "\t(Client did not present a certificate)\r\n"},
+           {trusted, "\t(Client CN \"client.test\", Issuer \"moat test CA\" (verified OK))\r\n"},
+           {untrusted,
+            "\t(Client CN \"client.test\", Issuer \"moat test CA\" (not verified))\r\n"},
+           {hostile, "\t(Client CN \"evil??X-Injected: \\\"a\\\"\\) \\(b\\\\\", Issuer \"??\" "
+                     "(not verified))\r\n"},
+       }) {
+    sink_.messages.clear();
+    sink_.ids = 0;
+    settings_.starttls_available = true;
+    OpenEhlo();
+    Send("STARTTLS\r\n");
+    session_->OnTlsStarted(c.tls);
+    Send("EHLO c\r\n");
+    EXPECT_THAT(OneMessage(*session_, sink_),
+                HasSubstr("Received: from c (unknown [192.0.2.1])\r\n"
+                          "\t(using " +
+                          c.tls.protocol + " with cipher " + c.tls.cipher +
+                          " (256/256 bits))\r\n" + c.clause +
+                          "\tby mx.example (moat) with ESMTPS id QID1\r\n"));
+  }
+}
+
+TEST_F(SessionTest, ImplicitTlsSessionIsEsmtpsAndShowsTheCertificateToThePolicy) {
+  settings_.starttls_available = false;  // a TLS listener offers no STARTTLS
+  session_ = std::make_unique<SmtpSession>(settings_, policy_, sink_, Client());
+  session_->Start();
+  TlsInfo tls{"TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256", 256, 256};
+  tls.client_cert_requested = true;
+  tls.peer_fingerprint = "AA:BB";
+  tls.peer_pkey_fingerprint = "CC:DD";
+  tls.peer_cn = "client.test";
+  session_->OnImplicitTls(tls);  // the handshake ended before the greeting left
+  EXPECT_THAT(session_->TakeOutput(), HasSubstr("220 mx.example ESMTP"));
+  std::string ehlo = Send("EHLO c\r\n");
+  EXPECT_THAT(ehlo, HasSubstr("250 "));
+  EXPECT_THAT(ehlo, Not(HasSubstr("STARTTLS")));
+  EXPECT_EQ(Send("STARTTLS\r\n"), "554 5.5.1 Error: TLS already active\r\n");
+  const std::string content = OneMessage(*session_, sink_);
+  ASSERT_EQ(sink_.messages.size(), 1u);
+  EXPECT_EQ(sink_.messages[0].protocol, "ESMTPS");
+  EXPECT_THAT(content, HasSubstr("\tby mx.example (moat) with ESMTPS id QID1"));
+  ASSERT_FALSE(policy_.certificates.empty());
+  EXPECT_EQ(policy_.certificates.back(), "AA:BB|CC:DD|untrusted");
 }
 
 TEST_F(SessionTest, TlsRequiredRefusesMailUntilStartTls) {
