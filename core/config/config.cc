@@ -113,6 +113,7 @@ class Config::Loader {
     for (const ParamSpec& spec : Registry()) {
       config->values_[spec.name] = BuildValue(spec);
     }
+    CheckClientCertRestrictions(*config);
     LoadResult result;
     diagnostics_.SortByLine(file_);
     result.diagnostics = std::move(diagnostics_);
@@ -208,6 +209,44 @@ class Config::Loader {
     }
     std::sort(config.set_parameters_.begin(), config.set_parameters_.end(),
               [](const SetParameter& a, const SetParameter& b) { return a.name < b.name; });
+  }
+
+  // permit_tls_clientcerts and permit_tls_all_clientcerts never match when no client
+  // certificate is asked for. Postfix warns each time one is evaluated ("%s is requested,
+  // but \"smtpd_tls_ask_ccert = no\""); moat says it once, at load, with the line
+  // (inbound-tls engineer).
+  void CheckClientCertRestrictions(const Config& config) {
+    std::string level = config.String("smtpd_tls_security_level");
+    if (level.empty()) {
+      level = config.Bool("smtpd_enforce_tls") ? "encrypt"
+              : config.Bool("smtpd_use_tls")   ? "may"
+                                               : "none";
+    }
+    for (std::string_view name :
+         {"smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
+          "smtpd_relay_restrictions", "smtpd_recipient_restrictions", "smtpd_data_restrictions",
+          "smtpd_end_of_data_restrictions"}) {
+      const ParamSpec* spec = FindParam(name);
+      if (spec == nullptr || spec->type != ParamType::kRestrictionList) {
+        continue;
+      }
+      for (const Restriction& r : config.Restrictions(name)) {
+        if (r.name != "permit_tls_clientcerts" && r.name != "permit_tls_all_clientcerts") {
+          continue;
+        }
+        if (level == "none") {
+          diagnostics_.Warning(file_, config.Line(name),
+                               absl::StrFormat("%s: %s is requested, but TLS is off "
+                                               "(smtpd_tls_security_level = none)",
+                                               name, r.name));
+        } else if (!config.Bool("smtpd_tls_ask_ccert")) {
+          diagnostics_.Warning(file_, config.Line(name),
+                               absl::StrFormat("%s: %s is requested, but \"smtpd_tls_ask_ccert "
+                                               "= no\"",
+                                               name, r.name));
+        }
+      }
+    }
   }
 
   static bool Triggers(const SecurityRule& rule, std::string_view value) {
@@ -323,7 +362,9 @@ class Config::Loader {
       case ParamType::kHostPortList:
         v.list = SplitList(text);
         for (const std::string& item : v.list) {
-          absl::Status s = ValidateHostPort(item);
+          // moat_listen entries may end in "/tls" (implicit TLS; inbound-tls engineer).
+          absl::Status s = name == "moat_listen" ? ParseListenEntry(item).status()
+                                                 : ValidateHostPort(item);
           if (!s.ok()) {
             error(std::string(s.message()));
           }

@@ -33,6 +33,7 @@ constexpr Spec kSupported[] = {
     {"reject_invalid_helo_hostname", false, Support::kSupported},
     {"reject_unauth_pipelining", false, Support::kSupported},
     {"permit_tls_clientcerts", false, Support::kSupported},
+    {"permit_tls_all_clientcerts", false, Support::kSupported},
     {"check_client_access", true, Support::kSupported},
     {"check_helo_access", true, Support::kSupported},
     {"check_sender_access", true, Support::kSupported},

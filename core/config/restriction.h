@@ -8,6 +8,7 @@
 //   defer_unauth_destination reject_unlisted_recipient reject_unlisted_sender
 //   reject_non_fqdn_sender reject_non_fqdn_recipient reject_non_fqdn_helo_hostname
 //   reject_invalid_helo_hostname reject_unauth_pipelining permit_tls_clientcerts
+//   permit_tls_all_clientcerts
 //   check_client_access TABLE, check_helo_access TABLE, check_sender_access TABLE,
 //   check_recipient_access TABLE
 //   permit_sasl_authenticated: accepted, never matches (moat has no SASL AUTH), warns when

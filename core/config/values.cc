@@ -185,6 +185,25 @@ absl::Status ValidateHostPort(std::string_view text) {
   return bad("the address must be an IPv4 address, [IPv6] or *");
 }
 
+absl::StatusOr<ListenEntry> ParseListenEntry(std::string_view text) {
+  ListenEntry entry;
+  std::string_view address = text;
+  if (address.ends_with(kImplicitTlsSuffix)) {
+    address.remove_suffix(kImplicitTlsSuffix.size());
+    entry.implicit_tls = true;
+  } else if (size_t slash = address.find('/'); slash != std::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bad moat_listen entry \"%s\": the only option is \"%s\" (implicit TLS)",
+        std::string(text), std::string(kImplicitTlsSuffix)));
+  }
+  absl::Status valid = ValidateHostPort(address);
+  if (!valid.ok()) {
+    return valid;
+  }
+  entry.address = std::string(address);
+  return entry;
+}
+
 bool TableRef::IsCompiled() const {
   for (std::string_view t : kCompiledTypes) {
     if (type == t) {

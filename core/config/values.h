@@ -35,6 +35,17 @@ std::string NormalizeWhiteSpace(std::string_view text);
 // "ipv4:port", "[ipv6]:port" or "*:port" (every address); port 0..65535.
 absl::Status ValidateHostPort(std::string_view text);
 
+// One moat_listen entry: "ADDRESS:PORT" (plain SMTP, STARTTLS as configured) or
+// "ADDRESS:PORT/tls": implicit TLS, the handshake first (Postfix's smtpd_tls_wrappermode
+// for that listener only, the port 465 "submissions"/SMTPS style). ADDRESS as in
+// ValidateHostPort.
+struct ListenEntry {
+  std::string address;  // "127.0.0.1:465", without the suffix
+  bool implicit_tls = false;
+};
+inline constexpr std::string_view kImplicitTlsSuffix = "/tls";
+absl::StatusOr<ListenEntry> ParseListenEntry(std::string_view text);
+
 // A reference to a lookup table written `type:name`, as in `hash:/etc/moat/transport`.
 struct TableRef {
   std::string type;       // hash, btree, cdb, lmdb, texthash, cidr
