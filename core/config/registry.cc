@@ -53,6 +53,9 @@ constexpr ParamSpec kParams[] = {
     {"moat_proxy_protocol_networks", T::kAddressList, "", 's', 0, "",
      "moat only: clients that must start with a PROXY v1/v2 header"},
     {"moat_shards", T::kInteger, "0", 's', 0, "", "moat only: shard threads; 0 = one per CPU"},
+    {"moat_table_check_interval", T::kTime, "5s", 's', 0, "",
+     "moat only: how often the daemon checks its table files and reloads changed ones; "
+     "0 = only on moat reload"},
     {"mydestination", T::kDomainList, "$myhostname, localhost.$mydomain, localhost"},
     {"mydomain", T::kString, "", 's', 0, "", "computed at load: $myhostname minus its first label"},
     {"myhostname", T::kString, "", 's', 0, "", "computed at load: the FQDN from gethostname()"},

@@ -29,6 +29,7 @@
 #include "core/server/session_handler.h"
 #include "core/server/session_settings.h"
 #include "core/server/shard_spool.h"
+#include "core/table/live_tables.h"  // tables: lock-free table reload
 #include "net/policy.h"
 #include "net/policy_config.h"
 #include "queue/segment_reader.h"
@@ -54,8 +55,9 @@ int CpuCount() {
 // One configuration generation: the snapshot and what is built from it (session settings,
 // the policy engine with its tables). Immutable and shared by the shards; a session pins the
 // generation it started with (one refcount per connection), so a reload never changes the
-// rules under a transaction, and the old tables are unmapped when the last session of the
-// old generation ends.
+// rules under a transaction. Tables (tables engineer): the policy's maps are live maps of
+// table::LiveTables, so a changed table file applies to every session at its next lookup,
+// and an old mapping is unmapped once every shard has passed a quiescent point.
 struct Generation {
   uint64_t number = 0;
   std::shared_ptr<const config::Config> config;
@@ -67,8 +69,12 @@ struct Generation {
 };
 
 absl::StatusOr<std::shared_ptr<const Generation>> BuildGeneration(
-    std::shared_ptr<const config::Config> config, uint64_t number) {
-  absl::StatusOr<net::PolicySettings> policy_settings = net::BuildPolicySettings(*config);
+    std::shared_ptr<const config::Config> config, uint64_t number, table::LiveTables& tables) {
+  // Tables (tables engineer): every table is opened as a live map (see live_tables.h).
+  absl::StatusOr<net::PolicySettings> policy_settings = net::BuildPolicySettings(
+      *config, [&tables](std::string_view spec) -> absl::StatusOr<net::TablePtr> {
+        return tables.Open(spec);
+      });
   if (!policy_settings.ok()) {
     return policy_settings.status();
   }
@@ -110,6 +116,8 @@ struct ShardRuntime {
   // The delivery side (scheduler, SMTP client connections) and its admin operations.
   std::unique_ptr<DeliveryPipeline> delivery;
   ShardQueueOps* queue_ops = nullptr;
+  // Tables (tables engineer): quiesced at the end of every loop turn.
+  table::TableSetReader* tables_reader = nullptr;
 };
 
 // Runs fn(runtime) on every shard's thread and collects the results (control thread; bounded
@@ -269,8 +277,9 @@ net::ConnectionInfo MakeConnectionInfo(const reactor::Connection& connection,
 // to every shard through its inbox. On any error the running generation stays.
 class Reloader {
  public:
-  Reloader(config::MainCfLocation location, std::shared_ptr<const config::Config> running)
-      : location_(std::move(location)), running_(std::move(running)) {}
+  Reloader(config::MainCfLocation location, std::shared_ptr<const config::Config> running,
+           table::LiveTables& tables)
+      : location_(std::move(location)), running_(std::move(running)), tables_(tables) {}
 
   void SetGroup(reactor::ShardGroup* group) { group_ = group; }
 
@@ -285,8 +294,9 @@ class Reloader {
       return absl::InvalidArgumentError(
           "the configuration has errors; the running configuration stays");
     }
+    tables_.CheckForChanges();  // tables engineer: changed table files, before the build
     absl::StatusOr<std::shared_ptr<const Generation>> next =
-        BuildGeneration(loaded.config, ++number_);
+        BuildGeneration(loaded.config, ++number_, tables_);
     if (!next.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           next.status().message(), "; the running configuration stays"));
@@ -311,6 +321,7 @@ class Reloader {
   std::shared_ptr<const config::Config> running_ ABSL_GUARDED_BY(mutex_);
   uint64_t number_ ABSL_GUARDED_BY(mutex_) = 1;
   reactor::ShardGroup* group_ = nullptr;
+  table::LiveTables& tables_;
 };
 
 ControlReply HandleAdmin(reactor::ShardGroup& group,
@@ -486,8 +497,13 @@ int Serve(const ServeOptions& options) {
               demo_spool);
   }
 
+  // Tables (tables engineer): outlives every generation and the shards. Files are mapped
+  // with MAP_POPULATE on this control thread, so shard lookups never wait for the disk.
+  table::OpenOptions table_options;
+  table_options.populate = true;
+  table::LiveTables tables(table_options);
   // Policy and session settings: immutable, shared read-only by every shard.
-  absl::StatusOr<std::shared_ptr<const Generation>> first = BuildGeneration(config, 1);
+  absl::StatusOr<std::shared_ptr<const Generation>> first = BuildGeneration(config, 1, tables);
   if (!first.ok()) {
     log::Error("%s: %s", config->Source(), first.status().message());
     return 1;
@@ -569,8 +585,12 @@ int Serve(const ServeOptions& options) {
       rt->delivery->AddRecovered(*m, *std::move(content));
     }
   }
-  group_options.on_start = [&runtimes](reactor::Shard& shard) {
+  group_options.on_start = [&runtimes, &tables](reactor::Shard& shard) {
     ShardRuntime& rt = *runtimes[static_cast<size_t>(shard.index())];
+    // Tables (tables engineer): a quiescent point per loop turn. No view into a table
+    // outlives a turn: the policy copies what it keeps into its decisions.
+    rt.tables_reader = tables.RegisterReader();
+    shard.reactor().AddTurnHook([reader = rt.tables_reader] { reader->Quiesce(); });
     rt.spool->Attach(&shard.reactor(), [&rt](const queue::QueuedMessage& message,
                                              std::shared_ptr<const std::string> content) {
       rt.delivery->OnDurable(message, std::move(content));
@@ -597,6 +617,12 @@ int Serve(const ServeOptions& options) {
       return rt.spool->Idle() && rt.delivery->Idle();
     });
   };
+  group_options.on_stop = [&runtimes, &tables](reactor::Shard& shard) {  // tables engineer
+    ShardRuntime& rt = *runtimes[static_cast<size_t>(shard.index())];
+    if (rt.tables_reader != nullptr) {
+      tables.UnregisterReader(rt.tables_reader);
+    }
+  };
   absl::StatusOr<std::unique_ptr<reactor::ShardGroup>> group =
       reactor::ShardGroup::Start(std::move(group_options));
   if (!group.ok()) {
@@ -604,8 +630,15 @@ int Serve(const ServeOptions& options) {
     return 1;
   }
   reactor::ShardGroup* running = group->get();
-  Reloader reloader(location, config);
+  Reloader reloader(location, config, tables);
   reloader.SetGroup(running);
+  // Tables (tables engineer): stat the table files every moat_table_check_interval; after a
+  // publish, wake every shard (an empty task) so that each passes a quiescent point soon.
+  tables.StartWatching(config->Time("moat_table_check_interval"), [running, shards] {
+    for (int i = 0; i < shards; ++i) {
+      running->Post(i, [](reactor::Shard& /*shard*/) {});
+    }
+  });
   const std::string control_path = config->String("moat_control_socket");
   absl::StatusOr<std::unique_ptr<ControlServer>> control = ControlServer::Start(
       control_path, [running, &runtimes, &reloader](std::string_view line) {
@@ -613,6 +646,7 @@ int Serve(const ServeOptions& options) {
       });
   if (!control.ok()) {
     log::Error("control socket: %s", control.status().message());
+    tables.StopWatching();  // tables engineer: it posts to the shards
     running->BeginShutdown(absl::ZeroDuration());
     running->Join(absl::Seconds(30));
     return 1;
@@ -631,6 +665,7 @@ int Serve(const ServeOptions& options) {
     }
   });
   control->reset();  // no admin request may reach the shards once they are gone
+  tables.StopWatching();  // tables engineer: it posts to the shards
   log::Info("daemon stopped");
   return status;
 }

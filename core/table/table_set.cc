@@ -52,10 +52,18 @@ void TableSet::Builder::AddList(std::string_view name, MapList list) {
   lists_[AV(name)] = std::move(list);
 }
 
+size_t TableSet::Builder::AddSlot(std::shared_ptr<const Map> map) {
+  MOAT_CHECK(map != nullptr);
+  slots_.push_back(std::move(map));
+  return slots_.size() - 1;
+}
+
 std::unique_ptr<const TableSet> TableSet::Builder::Build() {
   std::unique_ptr<TableSet> set(new TableSet());
   set->lists_ = std::move(lists_);
+  set->slots_ = std::move(slots_);
   lists_.clear();
+  slots_.clear();
   opened_.clear();
   return set;
 }

@@ -43,17 +43,24 @@ class TableSet {
     absl::Status Add(std::string_view name, std::string_view specs);
     // Files an already-built list (tests, callers that open maps themselves).
     void AddList(std::string_view name, MapList list);
+    // Appends `map` to the set's numbered slots and returns its number (0, 1, ...): what
+    // LiveTables (live_tables.h) reaches a map through, without a name lookup.
+    size_t AddSlot(std::shared_ptr<const Map> map);
     std::unique_ptr<const TableSet> Build();
 
    private:
     OpenOptions options_;
     absl::flat_hash_map<std::string, std::shared_ptr<const Map>> opened_;
     absl::flat_hash_map<std::string, MapList> lists_;
+    std::vector<std::shared_ptr<const Map>> slots_;
   };
 
   // The list filed under `name`, or an empty list (which matches nothing).
   const MapList& Get(std::string_view name) const;
   bool Has(std::string_view name) const;
+  // The map in slot `i`. REQUIRES: i < slot_count().
+  const Map& slot(size_t i) const { return *slots_[i]; }
+  size_t slot_count() const { return slots_.size(); }
   // Set by the publisher: 1 for the first published set, then +1 per Publish().
   uint64_t generation() const { return generation_; }
 
@@ -61,6 +68,7 @@ class TableSet {
   friend class TableSetPublisher;
   TableSet() = default;
   absl::flat_hash_map<std::string, MapList> lists_;
+  std::vector<std::shared_ptr<const Map>> slots_;
   uint64_t generation_ = 0;
 };
 
