@@ -17,6 +17,8 @@ using T = ParamType;
 // Sorted by name (registry_test checks it). Columns: name, type, default, time unit, min,
 // allowed words, note.
 constexpr ParamSpec kParams[] = {
+    {"access_map_defer_code", T::kInteger, "450", 's', 400},
+    {"access_map_reject_code", T::kInteger, "554", 's', 400},
     {"alias_maps", T::kTableList, "", 's', 0, "",
      "Postfix: hash:/etc/aliases, nis:mail.aliases; moat does no local delivery"},
     {"anvil_rate_time_unit", T::kTime, "60s"},
@@ -33,6 +35,7 @@ constexpr ParamSpec kParams[] = {
     {"header_size_limit", T::kInteger, "102400", 's', 1},
     {"inet_interfaces", T::kList, "all"},
     {"inet_protocols", T::kList, "all", 's', 0, "all|ipv4|ipv6"},
+    {"invalid_hostname_reject_code", T::kInteger, "501", 's', 400},
     {"line_length_limit", T::kInteger, "2048", 's', 1},
     {"local_recipient_maps", T::kTableList, "", 's', 0, "",
      "Postfix: proxy:unix:passwd.byname $alias_maps; moat does no local delivery"},
@@ -65,6 +68,7 @@ constexpr ParamSpec kParams[] = {
     {"mynetworks_style", T::kString, "host", 's', 0, "host|subnet|class",
      "Postfix 3.7 at compatibility_level >= 2"},
     {"myorigin", T::kString, "$myhostname"},
+    {"non_fqdn_reject_code", T::kInteger, "504", 's', 400},
     {"parent_domain_matches_subdomains", T::kList,
      "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,"
      "qmqpd_authorized_clients,relay_domains,smtpd_access_maps"},
@@ -119,6 +123,9 @@ constexpr ParamSpec kParams[] = {
     {"smtpd_banner", T::kString, "$myhostname ESMTP $mail_name"},
     {"smtpd_client_connection_count_limit", T::kInteger, "50"},
     {"smtpd_client_connection_rate_limit", T::kInteger, "0"},
+    {"smtpd_client_event_limit_exceptions", T::kAddressList, "$mynetworks", 's', 0, "",
+     "Postfix: ${smtpd_client_connection_limit_exceptions:$mynetworks}, that name being "
+     "Postfix 2.8's, which moat does not read"},
     {"smtpd_client_message_rate_limit", T::kInteger, "0"},
     {"smtpd_client_recipient_rate_limit", T::kInteger, "0"},
     {"smtpd_client_restrictions", T::kRestrictionList, ""},
@@ -132,7 +139,10 @@ constexpr ParamSpec kParams[] = {
      "Postfix: ${stress?{1}:{20}}; moat has no stress mode"},
     {"smtpd_helo_required", T::kBool, "no"},
     {"smtpd_helo_restrictions", T::kRestrictionList, ""},
+    {"smtpd_junk_command_limit", T::kInteger, "100", 's', 1, "",
+     "Postfix: ${stress?{1}:{100}}; moat has no stress mode"},
     {"smtpd_recipient_limit", T::kInteger, "1000", 's', 1},
+    {"smtpd_recipient_overshoot_limit", T::kInteger, "1000", 's', 1},
     {"smtpd_recipient_restrictions", T::kRestrictionList, ""},
     {"smtpd_reject_unlisted_recipient", T::kBool, "yes"},
     {"smtpd_reject_unlisted_sender", T::kBool, "no"},
@@ -163,11 +173,16 @@ constexpr ParamSpec kParams[] = {
     {"smtpd_tls_session_cache_timeout", T::kTime, "3600s"},
     {"smtpd_tls_wrappermode", T::kBool, "no"},
     {"smtpd_use_tls", T::kBool, "no"},
+    {"smtputf8_enable", T::kBool, "yes", 's', 0, "",
+     "Postfix: ${{$compatibility_level} <level {1} ? {no} : {yes}}, yes at level >= 1"},
     {"transport_maps", T::kTableList, ""},
     {"unknown_local_recipient_reject_code", T::kInteger, "550", 's', 400},
     {"unknown_relay_recipient_reject_code", T::kInteger, "550", 's', 400},
+    {"unknown_virtual_alias_reject_code", T::kInteger, "550", 's', 400},
+    {"virtual_alias_expansion_limit", T::kInteger, "1000", 's', 1},
     {"virtual_alias_maps", T::kTableList, "", 's', 0, "",
      "Postfix: $virtual_maps (an obsolete parameter, empty by default)"},
+    {"virtual_alias_recursion_limit", T::kInteger, "1000", 's', 1},
 };
 
 constexpr std::string_view kPostfixParameters[] = {

@@ -32,6 +32,7 @@ net::SessionSettings MakeSessionSettings(const config::Config& c) {
   s.banner = c.String("smtpd_banner");
   s.message_size_limit = static_cast<uint64_t>(c.Size("message_size_limit"));
   s.recipient_limit = static_cast<uint32_t>(c.Int("smtpd_recipient_limit"));
+  s.recipient_overshoot_limit = static_cast<uint32_t>(c.Int("smtpd_recipient_overshoot_limit"));
   s.timeout = c.Time("smtpd_timeout");
   s.helo_required = c.Bool("smtpd_helo_required");
   s.disable_vrfy = c.Bool("disable_vrfy_command");
@@ -39,6 +40,8 @@ net::SessionSettings MakeSessionSettings(const config::Config& c) {
   s.error_sleep = c.Time("smtpd_error_sleep_time");
   s.soft_error_limit = static_cast<int>(c.Int("smtpd_soft_error_limit"));
   s.hard_error_limit = static_cast<int>(c.Int("smtpd_hard_error_limit"));
+  s.junk_command_limit = static_cast<int>(c.Int("smtpd_junk_command_limit"));
+  s.smtputf8_enable = c.Bool("smtputf8_enable");
   s.bare_newline = ParseBareNewline(c.String("smtpd_forbid_bare_newline"));
   s.forbid_unauth_pipelining = c.Bool("smtpd_forbid_unauth_pipelining");
   s.client_connection_count_limit =

@@ -116,6 +116,29 @@ TEST(RegistryTest, DesignedMoatDefaults) {
   EXPECT_FALSE(c.Addresses("mynetworks").ContainsText("192.0.2.1"));
 }
 
+// The inbound session and policy parameters (issue 4): registered, with Postfix's values.
+TEST(RegistryTest, InboundSessionAndPolicyParameters) {
+  LoadResult r = Config::LoadText("mynetworks = 192.0.2.0/24\n", "main.cf");
+  ASSERT_NE(r.config, nullptr);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.Int("smtpd_junk_command_limit"), 100);
+  EXPECT_EQ(c.Int("smtpd_recipient_overshoot_limit"), 1000);
+  EXPECT_TRUE(c.Bool("smtputf8_enable"));
+  EXPECT_EQ(c.Int("virtual_alias_expansion_limit"), 1000);
+  EXPECT_EQ(c.Int("virtual_alias_recursion_limit"), 1000);
+  EXPECT_EQ(c.Int("access_map_reject_code"), 554);
+  EXPECT_EQ(c.Int("access_map_defer_code"), 450);
+  EXPECT_EQ(c.Int("unknown_virtual_alias_reject_code"), 550);
+  EXPECT_EQ(c.Int("non_fqdn_reject_code"), 504);
+  EXPECT_EQ(c.Int("invalid_hostname_reject_code"), 501);
+  // smtpd_client_event_limit_exceptions follows mynetworks.
+  EXPECT_TRUE(c.Addresses("smtpd_client_event_limit_exceptions").ContainsText("192.0.2.7"));
+  EXPECT_FALSE(c.Addresses("smtpd_client_event_limit_exceptions").ContainsText("127.0.0.1"));
+  // A reply code must be 4xx or 5xx.
+  LoadResult bad = Config::LoadText("access_map_reject_code = 250\n", "main.cf");
+  EXPECT_TRUE(bad.diagnostics.HasErrors());
+}
+
 // Every default equals `postconf -d` of the installed Postfix 3.7, except the parameters whose
 // entry has a note saying why moat differs (and myhostname/mydomain, computed the same way).
 TEST(RegistryTest, DefaultsMatchPostconf) {
