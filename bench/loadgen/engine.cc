@@ -852,7 +852,7 @@ void Engine::OnClientReady(ClientConn* c) {
       Flush(c);
       return;
     }
-    // --handshake-only: the TLS handshake and EHLO were the transaction; QUIT below.
+    // --handshake-only: the greeting, EHLO (and TLS) were the transaction; QUIT below.
   } else if (!conn_full && options_.rate > 0 && WorkRemaining()) {
     c->idle = true;  // open loop: wait for the schedule
     idle_.push_back(c);
@@ -874,7 +874,7 @@ void Engine::BeginTransaction(ClientConn* c, uint64_t intended_ns) {
   }
   c->intended_ns = intended_ns;
   if (options_.handshake_only) {
-    // Latency from the connect (closed loop) or the due time (open loop) to the EHLO over TLS.
+    // Latency from the connect (closed loop) or the due time (open loop) to the last EHLO reply.
     if (options_.rate == 0) {
       c->intended_ns = c->started_ns;
     }

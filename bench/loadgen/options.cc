@@ -317,8 +317,8 @@ absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args) {
   if (o.reply_4xx_share + o.reply_5xx_share > 1.0) {
     return Usage("--reply-4xx-share + --reply-5xx-share must not exceed 1");
   }
-  if ((o.tls_resume || o.handshake_only) && !o.starttls) {
-    return Usage(o.tls_resume ? "--tls-resume needs --starttls" : "--handshake-only needs --starttls");
+  if (o.tls_resume && !o.starttls) {
+    return Usage("--tls-resume needs --starttls");
   }
   if (o.handshake_only) {
     o.msgs_per_conn = 1;  // one handshake per connection
@@ -363,8 +363,9 @@ moat-loadgen send --server HOST:PORT (--messages N | --duration S) [FLAGS]
                         handshake, EHLO again, then the transactions over TLS; reports the
                         handshake count and latency (STARTTLS reply to handshake done)
   --tls-resume          with --starttls: resume TLS sessions across connections (tickets)
-  --handshake-only      with --starttls: each connection only does EHLO, STARTTLS, EHLO, QUIT
-                        (one "message" = one handshake; forces --msgs-per-conn 1)
+  --handshake-only      no mail: each connection only does the greeting, EHLO (with --starttls:
+                        STARTTLS, the TLS handshake, EHLO again) and QUIT; one "message" = one
+                        such connection (forces --msgs-per-conn 1)
 moat-loadgen sink --listen HOST:PORT [--messages N] [--duration S] [FLAGS]
   --fsync               write every message to a file and fdatasync it before the 250
   --dir DIR             write every message to DIR/<n>.eml (unstuffed, CRLF)

@@ -56,7 +56,7 @@ struct Options {
   bool pipelining = false;                         // --pipelining (used if advertised)
   bool starttls = false;                           // --starttls: TLS before the transactions
   bool tls_resume = false;                         // --tls-resume: resume sessions (tickets)
-  bool handshake_only = false;                     // --handshake-only: EHLO, STARTTLS, EHLO, QUIT
+  bool handshake_only = false;                     // --handshake-only: EHLO [STARTTLS, EHLO], QUIT
   uint32_t source_ips = 0;                         // --source-ips N: bind to 127.0.0.1..N
   std::string helo = "loadgen.client.example";     // --helo
 

@@ -84,7 +84,11 @@ TlsClient::TlsClient(TlsClientContext* context) : context_(context) {
 
 TlsClient::~TlsClient() {
   auto* ssl = static_cast<WOLFSSL*>(ssl_);
-  if (context_->resume() && handshake_done_) {
+  // Only a full handshake's session is kept: with Debian's wolfSSL 5.5.4, a session taken from a
+  // resumed TLS 1.3 connection resumes again against wolfSSL but OpenSSL servers (Postfix)
+  // answer it with a fatal alert (seen in bench/compare). Re-offering the first ticket is fine
+  // for both (stateless tickets are not single-use).
+  if (context_->resume() && handshake_done_ && !resumed_) {
     WOLFSSL_SESSION* session = wolfSSL_get1_session(ssl);
     if (session != nullptr && wolfSSL_SESSION_has_ticket(session) == 1) {
       context_->KeepSession(session);

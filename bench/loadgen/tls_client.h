@@ -15,7 +15,8 @@
 //
 // Handshake: Start() then Decode() until handshake_done(). A TLS 1.3 server sends its session
 // ticket after the handshake, so the session worth keeping is taken when the connection ends
-// (~TlsClient hands it to the context if it carries a ticket).
+// (~TlsClient hands it to the context if it carries a ticket and came from a full handshake:
+// see tls_client.cc for why resumed connections' sessions are not kept).
 //
 // Owner: the engine's one thread; not thread-safe. Parses untrusted input: yes (TLS records,
 // through wolfSSL); a protocol error is a `false` with error() set, never an assert.

@@ -139,8 +139,6 @@ TEST(OptionsTest, RequiredFlagsAndBoundsAreChecked) {
               HasSubstr("must be rcpt or data"));
   EXPECT_THAT(Error({"send", "--server", "127.0.0.1:1", "--messages", "1", "--tls-resume"}),
               HasSubstr("--tls-resume needs --starttls"));
-  EXPECT_THAT(Error({"send", "--server", "127.0.0.1:1", "--messages", "1", "--handshake-only"}),
-              HasSubstr("--handshake-only needs --starttls"));
   EXPECT_THAT(Error({"sink", "--listen", "127.0.0.1:1", "--tls-key", "k.pem"}),
               HasSubstr("--tls-key needs --tls-cert"));
   EXPECT_THAT(Error({"sink", "--listen", "127.0.0.1:1", "--starttls"}),
