@@ -66,6 +66,8 @@ struct Generation {
   // STARTTLS (tls engineer): the server TLS context, rebuilt per generation so new
   // certificates apply to new connections; null when smtpd_tls_security_level is none.
   std::shared_ptr<const tls::ServerContext> tls;
+  // Implicit TLS (inbound-tls engineer): sessions on a "/tls" listener (no STARTTLS).
+  net::SessionSettings implicit_tls_session_settings;
 };
 
 absl::StatusOr<std::shared_ptr<const Generation>> BuildGeneration(
@@ -98,10 +100,23 @@ absl::StatusOr<std::shared_ptr<const Generation>> BuildGeneration(
     }
     tls_context = *std::move(created);
   }
+  // Implicit TLS (inbound-tls engineer): a "/tls" listener without TLS would serve
+  // plaintext on a TLS port: a configuration error (a reload to it keeps the old one).
+  for (const std::string& text : config->List("moat_listen")) {
+    absl::StatusOr<config::ListenEntry> entry = config::ParseListenEntry(text);
+    if (entry.ok() && entry->implicit_tls && tls_context == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "moat_listen: %s needs TLS: set smtpd_tls_security_level = may or encrypt and "
+          "a certificate",
+          text));
+    }
+  }
   auto generation = std::make_shared<Generation>();
   generation->tls = std::move(tls_context);
   generation->number = number;
   generation->session_settings = MakeSessionSettings(*config);
+  generation->implicit_tls_session_settings =
+      ImplicitTlsSessionSettings(generation->session_settings);  // inbound-tls engineer
   generation->policy = *std::move(policy);
   generation->config = std::move(config);
   return std::shared_ptr<const Generation>(std::move(generation));
@@ -110,6 +125,9 @@ absl::StatusOr<std::shared_ptr<const Generation>> BuildGeneration(
 // Everything one shard owns besides what the reactor's Shard owns.
 struct ShardRuntime {
   int index = 0;
+  // Implicit TLS (inbound-tls engineer): per moat_listen entry (listener index), as
+  // started; moat_listen changes need a restart.
+  std::vector<bool> implicit_tls_listeners;
   // The generation new connections get. Shard thread only (set at start and by reloads).
   std::shared_ptr<const Generation> generation;
   std::unique_ptr<ShardSpool> spool;
@@ -511,13 +529,18 @@ int Serve(const ServeOptions& options) {
 
   // Listen addresses.
   reactor::ShardGroupOptions group_options;
+  std::vector<bool> implicit_tls_listeners;  // inbound-tls engineer: "ADDRESS:PORT/tls"
   for (const std::string& text : config->List("moat_listen")) {
-    absl::StatusOr<reactor::SocketAddress> address = reactor::SocketAddress::Parse(text);
+    absl::StatusOr<config::ListenEntry> entry = config::ParseListenEntry(text);
+    absl::StatusOr<reactor::SocketAddress> address =
+        entry.ok() ? reactor::SocketAddress::Parse(entry->address)
+                   : absl::StatusOr<reactor::SocketAddress>(entry.status());
     if (!address.ok()) {
       log::Error("%s: moat_listen: %s", config->Source(), address.status().message());
       return 1;
     }
     group_options.listen.push_back(*address);
+    implicit_tls_listeners.push_back(entry->implicit_tls);
   }
   int shards = static_cast<int>(config->Int("moat_shards"));
   if (shards <= 0) {
@@ -550,6 +573,7 @@ int Serve(const ServeOptions& options) {
     recovered += (*spool)->index().pending_messages();
     auto runtime = std::make_unique<ShardRuntime>();
     runtime->index = i;
+    runtime->implicit_tls_listeners = implicit_tls_listeners;  // inbound-tls engineer
     runtime->spool = std::make_unique<ShardSpool>(*std::move(spool));
     runtimes.push_back(std::move(runtime));
   }
@@ -601,11 +625,18 @@ int Serve(const ServeOptions& options) {
                                 -> std::unique_ptr<reactor::StreamHandler> {
       std::shared_ptr<const Generation> g = rt.generation;
       net::ConnectionInfo info = MakeConnectionInfo(connection, client, *g->config);
-      const net::SessionSettings& settings = g->session_settings;
+      // Implicit TLS (inbound-tls engineer): a "/tls" listener, or every listener with
+      // smtpd_tls_wrappermode.
+      const uint32_t listener = connection.listener_index();
+      const bool implicit_tls =
+          (listener < rt.implicit_tls_listeners.size() && rt.implicit_tls_listeners[listener]) ||
+          (g->tls != nullptr && g->tls->options().wrapper_mode);
+      const net::SessionSettings& settings =
+          implicit_tls ? g->implicit_tls_session_settings : g->session_settings;
       net::Policy& policy = *g->policy;
       std::shared_ptr<const tls::ServerContext> tls = g->tls;  // tls engineer
       return std::make_unique<SessionHandler>(settings, policy, *rt.spool, std::move(info),
-                                              std::move(g), std::move(tls));
+                                              std::move(g), std::move(tls), implicit_tls);
     });
     shard.SetReloadHandler([&rt](std::shared_ptr<const void> snapshot) {
       rt.generation = std::static_pointer_cast<const Generation>(std::move(snapshot));

@@ -4,6 +4,7 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "core/log/log.h"
 
@@ -12,12 +13,14 @@ namespace moat::server {
 SessionHandler::SessionHandler(const net::SessionSettings& settings, net::Policy& policy,
                                ShardSpool& spool, net::ConnectionInfo info,
                                std::shared_ptr<const void> pin,
-                               std::shared_ptr<const tls::ServerContext> tls)
+                               std::shared_ptr<const tls::ServerContext> tls,
+                               bool implicit_tls)
     : pin_(std::move(pin)),
       spool_(spool),
       session_(settings, policy, spool, info),
       tls_(std::move(tls)),
-      peer_text_(absl::StrFormat("%s[%s]", info.client_name, info.client_ip)) {
+      peer_text_(absl::StrFormat("%s[%s]", info.client_name, info.client_ip)),
+      implicit_tls_(implicit_tls) {
   spool_.Register(&session_, this);
 }
 
@@ -25,7 +28,13 @@ SessionHandler::~SessionHandler() { spool_.Detach(&session_); }
 
 void SessionHandler::OnOpen(reactor::Connection& connection) {
   connection_ = &connection;
-  if (tls_ != nullptr && tls_->options().wrapper_mode) {
+  if (implicit_tls_) {
+    if (tls_ == nullptr) {
+      // Configuration invariant (a /tls listener needs a TLS level): never plaintext here.
+      log::Error("implicit TLS connection from %s without a TLS context; closing", peer_text_);
+      connection.Close(reactor::CloseReason::kLocal);
+      return;
+    }
     StartTls();  // implicit TLS: the greeting waits in the transform for the handshake
   }
   session_.Start();
@@ -72,17 +81,32 @@ void SessionHandler::OnTlsHandshake(const tls::HandshakeInfo& info) {
   // Runs inside the transform's Decode: output staged here is sealed after the handshake
   // records (TlsTransform defers it), so Pump() is safe.
   tls_handshaking_ = false;
+  // Postfix's tls_server_start wording: no certificate = Anonymous, one that did not chain
+  // to smtpd_tls_CAfile = Untrusted, one that did = Trusted.
   log::Info("%s TLS connection established from %s: %s with cipher %s (%d/%d bits)%s",
-            info.peer_fingerprint.empty() ? "Anonymous" : "Untrusted", peer_text_,
-            info.protocol, info.cipher, info.cipher_bits, info.algorithm_bits,
+            info.peer_fingerprint.empty() ? "Anonymous"
+            : info.peer_verified          ? "Trusted"
+                                          : "Untrusted",
+            peer_text_, info.protocol, info.cipher, info.cipher_bits, info.algorithm_bits,
             info.resumed ? " (resumed)" : "");
+  if (!info.peer_fingerprint.empty()) {
+    log::Info("%s: client certificate CN=\"%s\" issuer CN=\"%s\" fingerprint %s, public key "
+              "fingerprint %s",
+              peer_text_, absl::CHexEscape(info.peer_cn), absl::CHexEscape(info.issuer_cn),
+              info.peer_fingerprint, info.peer_pkey_fingerprint);
+  }
+  net::TlsInfo tls(info.protocol, info.cipher, info.cipher_bits, info.algorithm_bits);
+  tls.received_header = tls_->options().received_header;
+  tls.client_cert_requested = info.client_cert_requested;
+  tls.peer_fingerprint = info.peer_fingerprint;
+  tls.peer_pkey_fingerprint = info.peer_pkey_fingerprint;
+  tls.peer_verified = info.peer_verified;
+  tls.peer_cn = info.peer_cn;
+  tls.issuer_cn = info.issuer_cn;
   if (session_.WantsStartTls()) {
-    net::TlsInfo tls;
-    tls.protocol = info.protocol;
-    tls.cipher = info.cipher;
-    tls.cipher_bits = info.cipher_bits;
-    tls.algorithm_bits = info.algorithm_bits;
     session_.OnTlsStarted(tls);
+  } else if (implicit_tls_) {
+    session_.OnImplicitTls(tls);
   }
   Pump();
 }

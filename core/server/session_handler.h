@@ -7,8 +7,11 @@
 // timer slot, and turns graceful shutdown into the session's 421.
 // STARTTLS ("tls" engineer's part): once the 220 has left, the pipelined plaintext is
 // discarded and a tls::TlsTransform is put in the connection's transform slot; when its
-// handshake completes the session is told (OnTlsStarted) and restarts. With
-// smtpd_tls_wrappermode the transform is installed before the greeting (implicit TLS).
+// handshake completes the session is told (OnTlsStarted) and restarts. On an implicit-TLS
+// listener ("/tls" moat_listen entry, or every listener with smtpd_tls_wrappermode) the
+// transform is installed before the greeting and the session learns TLS (OnImplicitTls)
+// when the handshake completes. Logs Postfix's "Anonymous/Untrusted/Trusted TLS connection
+// established from ..." line.
 //
 // Owner: its shard thread; one per connection; destroyed by the connection after OnClosed.
 #pragma once
@@ -30,9 +33,13 @@ class SessionHandler final : public reactor::StreamHandler, public AnswerTarget 
   // `pin` keeps whatever owns `settings` and `policy` (the configuration generation the
   // session started with) alive for the session's lifetime.
   // `tls` (may be null: no TLS) is the generation's server context (tls engineer).
+  // `implicit_tls`: the connection came in on an implicit-TLS listener (or
+  // smtpd_tls_wrappermode): the handshake runs before the greeting. REQUIRES: `tls` set
+  // then (a null one closes the connection with an error logged).
   SessionHandler(const net::SessionSettings& settings, net::Policy& policy, ShardSpool& spool,
                  net::ConnectionInfo info, std::shared_ptr<const void> pin = nullptr,
-                 std::shared_ptr<const tls::ServerContext> tls = nullptr);
+                 std::shared_ptr<const tls::ServerContext> tls = nullptr,
+                 bool implicit_tls = false);
   ~SessionHandler() override;
 
   void OnOpen(reactor::Connection& connection) override;
@@ -66,6 +73,7 @@ class SessionHandler final : public reactor::StreamHandler, public AnswerTarget 
   std::string peer_text_;                        // "name[ip]" for TLS log lines
   tls::TlsTransform* tls_transform_ = nullptr;   // owned by the connection
   bool tls_handshaking_ = false;                 // transform installed, handshake not done
+  bool implicit_tls_ = false;                    // TLS from the first byte (inbound-tls)
 };
 
 }  // namespace moat::server

@@ -11,4 +11,13 @@ namespace moat::server {
 
 net::SessionSettings MakeSessionSettings(const config::Config& config);
 
+// The settings of a session on an implicit-TLS listener (moat_listen "ADDRESS:PORT/tls";
+// inbound-tls engineer): the connection is TLS from its first byte, so STARTTLS is neither
+// offered nor required.
+inline net::SessionSettings ImplicitTlsSessionSettings(net::SessionSettings settings) {
+  settings.starttls_available = false;
+  settings.tls_required = false;
+  return settings;
+}
+
 }  // namespace moat::server

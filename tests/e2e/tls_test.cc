@@ -411,6 +411,207 @@ TEST_F(TlsTest, TestsslFindsNothingBelowTls12AndNothingVulnerable) {
   EXPECT_EQ(r.out.find("NOT ok"), std::string::npos) << r.out;
 }
 
+// ---- client certificates, smtpd_tls_received_header, implicit-TLS listeners
+// (inbound-tls engineer) ----
+
+// Messages the aiosmtpd sink (tests/e2e/peers/aiosmtpd_sink.py) wrote into `dir`, waiting
+// (bounded) until there are `count` of them.
+std::vector<std::string> SinkMessages(const std::string& dir, size_t count) {
+  std::vector<std::string> out;
+  for (int i = 0; i < 1500 && out.size() < count; ++i) {  // 30 s at most
+    out.clear();
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      if (e.path().extension() == ".eml") {
+        out.push_back(testing::ReadFile(e.path().string()));
+      }
+    }
+    if (out.size() < count) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  return out;
+}
+
+// relay_clientcerts + permit_tls_clientcerts: an outside client (127.0.0.2, not in
+// mynetworks) presenting the listed certificate relays to an outside domain; an unlisted
+// (self-signed) certificate and no certificate get Postfix's 454 from the default-style
+// defer_unauth_destination. The relayed message's Received: header has the TLS clauses
+// (smtpd_tls_received_header = yes) and the log says "Trusted TLS connection".
+TEST_F(TlsTest, ListedClientCertificateMayRelay) {
+  const int sink_port = testing::FreePort();
+  const std::string sink_dir = dir_.path() + "/sink";
+  std::filesystem::create_directories(sink_dir);
+  dir_.Write("relay_clientcerts", certs_.client_fingerprint + " client.test\n");
+  WriteConfig(absl::StrCat(
+      "smtpd_tls_security_level = may\n"
+      "smtpd_tls_ask_ccert = yes\n"
+      "smtpd_tls_CAfile = ", certs_.ca, "\n"
+      "smtpd_tls_received_header = yes\n"
+      "relay_clientcerts = texthash:", dir_.path(), "/relay_clientcerts\n"
+      "smtpd_relay_restrictions = permit_mynetworks, permit_tls_clientcerts, "
+      "defer_unauth_destination\n"
+      "smtpd_recipient_restrictions =\n"
+      "relayhost = [127.0.0.1]:", sink_port, "\n"));
+  testing::Process sink({MOAT_PYTHON, testing::SourceDir() + "/tests/e2e/peers/aiosmtpd_sink.py",
+                         "--port", std::to_string(sink_port), "--dir", sink_dir, "--duration",
+                         "120"});
+  ASSERT_TRUE(testing::WaitForPort(sink_port)) << sink.Stderr();
+  auto server = StartServer();
+  testing::RunResult r = testing::Run(
+      {MOAT_PYTHON, "-c", absl::StrCat(kPythonPrelude, R"PY(
+ca, port, cert, key, other_cert, other_key = sys.argv[1:7]
+port = int(port)
+
+def attempt(cert, key):
+    ctx = tls_context(ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    s = smtplib.SMTP('127.0.0.1', port, source_address=('127.0.0.2', 0), timeout=10)
+    s.ehlo('client.example.org')
+    s.starttls(context=ctx)
+    s.ehlo('client.example.org')
+    try:
+        refused = s.sendmail('a@client.example.org', ['bob@outside.example'],
+                             b'Subject: cert\r\n\r\nrelayed by certificate\r\n')
+        result = 'relayed' if refused == {} else repr(refused)
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = e.recipients['bob@outside.example']
+        result = '%d %s' % (code, text.decode())
+    s.quit()
+    return result
+
+print(attempt(cert, key))
+print(attempt(other_cert, other_key))
+print(attempt(None, None))
+)PY"),
+       certs_.ca, std::to_string(port_), certs_.client_cert, certs_.client_key,
+       certs_.other_cert, certs_.other_key},
+      "", std::chrono::seconds(60));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out,
+            "relayed\n"
+            "454 4.7.1 <bob@outside.example>: Relay access denied\n"
+            "454 4.7.1 <bob@outside.example>: Relay access denied\n")
+      << r.err;
+  std::vector<std::string> messages = SinkMessages(sink_dir, 1);
+  ASSERT_EQ(messages.size(), 1u) << server->Stderr();
+  EXPECT_NE(messages[0].find("relayed by certificate"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[0].find("\t(using TLSv1.3 with cipher TLS_CHACHA20_POLY1305_SHA256 "
+                             "(256/256 bits))\r\n"
+                             "\t(Client CN \"client.test\", Issuer \"moat test CA\" (verified "
+                             "OK))\r\n"
+                             "\tby mx.example.net (moat) with ESMTPS id "),
+            std::string::npos)
+      << messages[0];
+  ASSERT_EQ(server->Stop(SIGTERM), 0) << server->Stderr();
+  const std::string log = server->Stderr();
+  EXPECT_NE(log.find("Trusted TLS connection established from unknown[127.0.0.2]: TLSv1.3"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("Untrusted TLS connection established from unknown[127.0.0.2]"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("Anonymous TLS connection established from unknown[127.0.0.2]"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("fingerprint " + certs_.client_fingerprint), std::string::npos) << log;
+}
+
+// smtpd_tls_received_header = no (the default): nothing about TLS in Received:.
+TEST_F(TlsTest, ReceivedHeaderHasNoTlsClauseByDefault) {
+  const int sink_port = testing::FreePort();
+  const std::string sink_dir = dir_.path() + "/sink";
+  std::filesystem::create_directories(sink_dir);
+  WriteConfig(absl::StrCat("smtpd_tls_security_level = may\n"
+                           "relayhost = [127.0.0.1]:", sink_port, "\n"));
+  testing::Process sink({MOAT_PYTHON, testing::SourceDir() + "/tests/e2e/peers/aiosmtpd_sink.py",
+                         "--port", std::to_string(sink_port), "--dir", sink_dir, "--duration",
+                         "120"});
+  ASSERT_TRUE(testing::WaitForPort(sink_port)) << sink.Stderr();
+  auto server = StartServer();
+  testing::RunResult r = Python(R"PY(
+ca, port = sys.argv[1], int(sys.argv[2])
+s = smtplib.SMTP('127.0.0.1', port, source_address=('127.0.0.2', 0), timeout=10)
+s.starttls(context=tls_context(ca))
+s.ehlo('client.example.org')
+assert s.sendmail('a@example.org', ['alice@example.com'], b'Subject: t\r\n\r\nt\r\n') == {}
+s.quit()
+print('ok')
+)PY");
+  EXPECT_EQ(r.out, "ok\n") << r.err;
+  std::vector<std::string> messages = SinkMessages(sink_dir, 1);
+  ASSERT_EQ(messages.size(), 1u) << server->Stderr();
+  EXPECT_NE(messages[0].find("Received: from client.example.org (unknown [127.0.0.2])\r\n"
+                             "\tby mx.example.net (moat) with ESMTPS id "),
+            std::string::npos)
+      << messages[0];
+  EXPECT_EQ(messages[0].find("using TLS"), std::string::npos) << messages[0];
+}
+
+// moat_listen = plain, "/tls": one moat serves STARTTLS on the first and implicit TLS on the
+// second (openssl s_client without -starttls; smtplib.SMTP_SSL); the plain one is unchanged.
+TEST_F(TlsTest, ImplicitTlsListenerNextToAPlainOne) {
+  const int tls_port = testing::FreePort();
+  WriteConfig(absl::StrCat("smtpd_tls_security_level = may\n"
+                           "moat_listen = 127.0.0.1:", port_, ", 127.0.0.1:", tls_port, "/tls\n"));
+  auto server = StartServer();
+  ASSERT_TRUE(testing::WaitForPort(tls_port)) << server->Stderr();
+  testing::RunResult implicit = testing::Run(
+      {"/usr/bin/openssl", "s_client", "-connect", absl::StrCat("127.0.0.1:", tls_port), "-CAfile",
+       certs_.ca, "-verify_hostname", "localhost", "-verify_return_error", "-brief", "-ign_eof"},
+      "EHLO client.example.org\r\nSTARTTLS\r\nQUIT\r\n", std::chrono::seconds(30));
+  EXPECT_EQ(implicit.exit_code, 0) << implicit.err;
+  EXPECT_NE(implicit.err.find("Verification: OK"), std::string::npos) << implicit.err;
+  EXPECT_NE(implicit.out.find("220 mx.example.net ESMTP"), std::string::npos) << implicit.out;
+  EXPECT_NE(implicit.out.find("250-mx.example.net"), std::string::npos) << implicit.out;
+  EXPECT_EQ(implicit.out.find("STARTTLS\r\n250"), std::string::npos) << implicit.out;
+  EXPECT_EQ(implicit.out.find("250-STARTTLS"), std::string::npos) << implicit.out;
+  EXPECT_NE(implicit.out.find("554 5.5.1 Error: TLS already active"), std::string::npos)
+      << implicit.out;
+  EXPECT_NE(implicit.out.find("221 2.0.0"), std::string::npos) << implicit.out;
+
+  testing::RunResult r = testing::Run(
+      {MOAT_PYTHON, "-c", absl::StrCat(kPythonPrelude, R"PY(
+ca, port, tls_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = smtplib.SMTP_SSL('127.0.0.1', tls_port, source_address=('127.0.0.2', 0), timeout=10,
+                     context=tls_context(ca), local_hostname='client.example.org')
+s.ehlo()
+assert not s.has_extn('starttls')
+assert s.sendmail('a@example.org', ['alice@example.com'], b'Subject: i\r\n\r\ni\r\n') == {}
+s.quit()
+p = smtplib.SMTP('127.0.0.1', port, source_address=('127.0.0.2', 0), timeout=10)
+p.ehlo('client.example.org')
+assert p.has_extn('starttls')
+assert p.sendmail('b@example.org', ['alice@example.com'], b'Subject: p\r\n\r\np\r\n') == {}
+p.quit()
+print('ok')
+)PY"),
+       certs_.ca, std::to_string(port_), std::to_string(tls_port)},
+      "", std::chrono::seconds(60));
+  EXPECT_EQ(r.out, "ok\n") << r.err;
+
+  // A plaintext client on the TLS port gets no SMTP greeting in the clear.
+  SmtpClient plain;
+  ASSERT_TRUE(plain.Connect(tls_port));
+  EXPECT_EQ(plain.ReadReply(std::chrono::milliseconds(300)), "");
+
+  ASSERT_EQ(server->Stop(SIGTERM), 0) << server->Stderr();
+  const std::string log = server->Stderr();
+  EXPECT_NE(log.find("from=<a@example.org>, size="), std::string::npos) << log;
+  EXPECT_NE(log.find("from=<b@example.org>, size="), std::string::npos) << log;
+}
+
+TEST_F(TlsTest, ImplicitTlsListenerWithoutTlsFailsStartup) {
+  WriteConfig(absl::StrCat("smtpd_tls_security_level = none\n"
+                           "moat_listen = 127.0.0.1:", port_, "/tls\n"));
+  testing::RunResult r = testing::RunMoat({"serve", "-c", dir_.path()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(absl::StrCat("moat_listen: 127.0.0.1:", port_, "/tls needs TLS")),
+            std::string::npos)
+      << r.err;
+}
+
 TEST_F(TlsTest, BadCertificateFailsStartup) {
   dir_.Write("key.pem", testing::ReadFile(certs_.other_key));  // not the certificate's key
   testing::RunResult r = testing::RunMoat({"serve", "-c", dir_.path()});
