@@ -1,6 +1,7 @@
 // tls/tls_transform.h
 //
-// TlsTransform: the server side of one TLS connection as a reactor::Transform. wolfSSL runs
+// TlsTransform: one TLS connection (the server side; the client side for outbound STARTTLS)
+// as a reactor::Transform. wolfSSL runs
 // over memory buffers through its custom I/O callbacks: Decode() appends the raw bytes the
 // ring delivered to an input buffer that the receive callback reads from, and every record
 // wolfSSL writes (handshake flights, alerts, application data) is appended to the caller's
@@ -27,6 +28,7 @@
 #include "absl/functional/any_invocable.h"
 
 #include "core/reactor/connection.h"
+#include "tls/client_context.h"
 #include "tls/server_context.h"
 
 namespace moat::tls {
@@ -50,6 +52,10 @@ struct HandshakeInfo {
   bool peer_verified = false;
   std::string peer_cn;    // subject CN, for logs and the Received: header ("" if none)
   std::string issuer_cn;  // issuer CN
+  // Client role (outbound-tls): the server certificate matched the name given to the
+  // client constructor (smtp_tls_verify_cert_match = hostname). peer_verified is then "the
+  // chain verified against smtp_tls_CAfile/CApath".
+  bool peer_name_matched = false;
 };
 
 class TlsTransform final : public reactor::Transform {
@@ -57,6 +63,11 @@ class TlsTransform final : public reactor::Transform {
   using HandshakeCallback = absl::AnyInvocable<void(const HandshakeInfo&)>;
   // REQUIRES: context outlives nothing in particular (it is held).
   TlsTransform(std::shared_ptr<const ServerContext> context, HandshakeCallback on_handshake);
+  // The client role (outbound STARTTLS, owner "outbound-tls"): the first Decode() (an empty
+  // one will do) produces the ClientHello. `server_name` is sent as SNI unless it is an
+  // address literal, and the server certificate is matched against it (HandshakeInfo).
+  TlsTransform(std::shared_ptr<const ClientContext> context, std::string server_name,
+               HandshakeCallback on_handshake);
   ~TlsTransform() override;
   TlsTransform(const TlsTransform&) = delete;
   TlsTransform& operator=(const TlsTransform&) = delete;
@@ -83,8 +94,11 @@ class TlsTransform final : public reactor::Transform {
   bool FlushDeferred(std::string* raw_out);
   bool Fail(const char* what, int code);
   void CollectInfo();
+  void Init(void* ctx);
 
-  std::shared_ptr<const ServerContext> context_;
+  std::shared_ptr<const ServerContext> context_;  // server role
+  std::shared_ptr<const ClientContext> client_context_;  // client role
+  std::string server_name_;                              // client role: SNI, name check
   HandshakeCallback on_handshake_;
   void* ssl_ = nullptr;  // WOLFSSL*
   std::string in_;       // raw bytes not yet read by wolfSSL

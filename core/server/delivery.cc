@@ -17,6 +17,7 @@
 #include "core/reactor/operation.h"
 #include "queue/sched/delivery_log.h"
 #include "queue/sched/dsn.h"
+#include "tls/tls_transform.h"
 
 namespace moat::server {
 namespace {
@@ -63,6 +64,24 @@ std::string NotifyText(uint8_t sched_notify) {
   return out;
 }
 
+// Outbound STARTTLS (outbound-tls): the protocol machine's view of the context's level.
+client::TlsLevel TlsLevelOf(const tls::ClientContext* context) {
+  if (context == nullptr) {
+    return client::TlsLevel::kNone;
+  }
+  switch (context->level()) {
+    case tls::ClientLevel::kNone:
+      return client::TlsLevel::kNone;
+    case tls::ClientLevel::kMay:
+      return client::TlsLevel::kMay;
+    case tls::ClientLevel::kEncrypt:
+      return client::TlsLevel::kEncrypt;
+    case tls::ClientLevel::kVerify:
+      return client::TlsLevel::kVerify;
+  }
+  return client::TlsLevel::kNone;
+}
+
 std::string_view DomainOf(std::string_view address) {
   size_t at = address.rfind('@');
   return at == std::string_view::npos ? std::string_view() : address.substr(at + 1);
@@ -97,6 +116,7 @@ DeliverySettings MakeDeliverySettings(const config::Config& c, int shard_count) 
   t.data_xfer = c.Time("smtp_data_xfer_timeout");
   t.data_done = c.Time("smtp_data_done_timeout");
   t.quit = c.Time("smtp_quit_timeout");
+  t.starttls = c.Time("smtp_starttls_timeout");
   t.idle = c.Time("smtp_connection_cache_time_limit");
   s.cache.idle = t.idle;
   s.cache.per_destination_max = static_cast<size_t>(
@@ -111,13 +131,18 @@ DeliverySettings MakeDeliverySettings(const config::Config& c, int shard_count) 
 // jobs it waits in the pipeline's connection cache (phase kIdle).
 class OutboundConnection {
  public:
+  // `destination`: the connection-cache key (next hop and TLS level). `tls`: the client TLS
+  // context (null: no STARTTLS).
   OutboundConnection(DeliveryPipeline* pipeline, uint64_t id, std::string destination,
-                     const client::NextHop& hop, const DeliverySettings& settings)
+                     const client::NextHop& hop, const DeliverySettings& settings,
+                     std::shared_ptr<const tls::ClientContext> tls)
       : pipeline_(pipeline),
         id_(id),
         destination_(std::move(destination)),
         hop_(hop),
-        session_(client::ServerIdentity{settings.helo_name, hop.host, hop.host, hop.port},
+        tls_context_(std::move(tls)),
+        session_(client::ServerIdentity{settings.helo_name, hop.host, hop.host, hop.port,
+                                        TlsLevelOf(tls_context_.get())},
                  settings.timeouts),
         timeouts_(settings.timeouts),
         timer_([this] { OnTimer(); }) {}
@@ -211,7 +236,11 @@ class OutboundConnection {
       case OpKind::kRecv:
         recv_armed_ = false;
         if (res > 0) {
-          session_.OnData(std::string_view(recv_buffer_.data(), static_cast<size_t>(res)));
+          if (tls_ != nullptr) {
+            OnTlsBytes(std::span<const char>(recv_buffer_.data(), static_cast<size_t>(res)));
+          } else {
+            session_.OnData(std::string_view(recv_buffer_.data(), static_cast<size_t>(res)));
+          }
           if (!closing_) {
             ArmRecv();
           }
@@ -281,8 +310,21 @@ class OutboundConnection {
       }
       session_.EndBody();
     }
-    if (!send_inflight_ && session_.HasOutput() && fd_ >= 0) {
-      sending_ = session_.TakeOutput();
+    if (session_.WantsTlsHandshake() && tls_ == nullptr) {
+      StartTls();
+    }
+    if (session_.HasOutput()) {
+      const std::string plain = session_.TakeOutput();
+      if (tls_ == nullptr) {
+        outbox_ += plain;
+      } else if (!tls_->Encode({plain.data(), plain.size()}, &outbox_)) {
+        log::Warning("TLS write error to %s: %s", session_.NameAddrPort(), tls_->error());
+        session_.OnEof();
+      }
+    }
+    if (!send_inflight_ && !outbox_.empty() && fd_ >= 0) {
+      sending_ = std::move(outbox_);
+      outbox_.clear();
       send_offset_ = 0;
       SubmitSend();
     }
@@ -319,6 +361,59 @@ class OutboundConnection {
 
   bool job_active() const { return job_.has_value(); }
 
+  // --- Outbound STARTTLS (outbound-tls) ---
+
+  // The server said 220 to STARTTLS: the client side of the TLS layer takes over the bytes
+  // and the ClientHello goes out. Never blocks: wolfSSL runs over memory buffers.
+  void StartTls() {
+    tls_ = std::make_unique<tls::TlsTransform>(tls_context_, hop_.host, nullptr);
+    std::string plain;
+    if (!tls_->Decode({}, &plain, &outbox_)) {
+      log::Warning("SSL_connect error to %s: %s", session_.NameAddrPort(), tls_->error());
+      session_.OnTlsFailed(tls_->error());
+    }
+  }
+
+  // Raw bytes from the server while TLS is on.
+  void OnTlsBytes(std::span<const char> raw) {
+    const bool was_done = tls_->handshake_done();
+    std::string plain;
+    if (!tls_->Decode(raw, &plain, &outbox_)) {
+      if (!was_done) {
+        log::Warning("SSL_connect error to %s: %s", session_.NameAddrPort(), tls_->error());
+        session_.OnTlsFailed(tls_->error());
+      } else {
+        log::Warning("TLS read error from %s: %s", session_.NameAddrPort(), tls_->error());
+        session_.OnEof();
+      }
+      return;
+    }
+    if (!was_done && tls_->handshake_done()) {
+      OnTlsHandshakeDone();
+    }
+    if (!plain.empty()) {
+      session_.OnData(plain);
+    }
+  }
+
+  // Postfix's lines: "Verified" (chain and name, at verify), "Trusted" (chain), else
+  // "Untrusted"; at verify an unverified certificate defers the transaction.
+  void OnTlsHandshakeDone() {
+    const tls::HandshakeInfo& info = tls_->info();
+    const bool verify = tls_context_->level() == tls::ClientLevel::kVerify;
+    const bool verified = info.peer_verified && info.peer_name_matched;
+    const char* trust = verify && verified ? "Verified" : info.peer_verified ? "Trusted" : "Untrusted";
+    log::Info("%s TLS connection established to %s: %s with cipher %s (%d/%d bits)", trust,
+              session_.NameAddrPort(), info.protocol, info.cipher, info.cipher_bits,
+              info.algorithm_bits);
+    if (verify && !verified) {
+      log::Info("server certificate verification failed for %s: %s", session_.NameAddrPort(),
+                !info.peer_verified ? std::string("untrusted issuer /CN=") + info.issuer_cn
+                                    : "subject name does not match " + hop_.host);
+    }
+    session_.OnTlsEstablished(verified);
+  }
+
   void BeginClose() {
     if (closing_) {
       return;
@@ -348,6 +443,9 @@ class OutboundConnection {
   const uint64_t id_;
   const std::string destination_;
   const client::NextHop hop_;
+  const std::shared_ptr<const tls::ClientContext> tls_context_;  // outbound-tls
+  std::unique_ptr<tls::TlsTransform> tls_;  // outbound-tls: after the 220 to STARTTLS
+  std::string outbox_;  // bytes to send (records once TLS is on) not yet handed to the ring
   client::SmtpClientSession session_;
   const client::ClientTimeouts timeouts_;
   reactor::Timer timer_;
@@ -551,7 +649,12 @@ void DeliveryPipeline::StartJob(sched::Job job) {
     tx.recipients.push_back({r.address, r.notify != 0 ? NotifyText(r.notify) : "", r.orcpt});
   }
   std::shared_ptr<const std::string> content = message.content;
-  if (std::optional<uint64_t> idle = cache_.Take(job.destination, absl::Now())) {
+  // outbound-tls: a cached connection serves only jobs with the same TLS requirement.
+  std::string cache_key = absl::StrCat(
+      job.destination, " tls=",
+      client_tls_ == nullptr ? std::string("none")
+                             : std::string(tls::ClientLevelName(client_tls_->level())));
+  if (std::optional<uint64_t> idle = cache_.Take(cache_key, absl::Now())) {
     auto c = connections_.find(*idle);
     if (c != connections_.end() && !c->second->closing()) {
       c->second->Reuse(std::move(job), std::move(tx), std::move(content));
@@ -559,8 +662,8 @@ void DeliveryPipeline::StartJob(sched::Job job) {
     }
   }
   const uint64_t id = next_connection_id_++;
-  auto connection =
-      std::make_unique<OutboundConnection>(this, id, job.destination, *hop, settings_);
+  auto connection = std::make_unique<OutboundConnection>(this, id, std::move(cache_key), *hop,
+                                                         settings_, client_tls_);
   OutboundConnection* raw = connection.get();
   connections_[id] = std::move(connection);
   raw->Open(std::move(job), std::move(tx), std::move(content));

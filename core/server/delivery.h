@@ -36,6 +36,7 @@
 #include "net/client/next_hop.h"
 #include "net/client/smtp_client_session.h"
 #include "queue/sched/scheduler.h"
+#include "tls/client_context.h"
 
 namespace moat::server {
 
@@ -67,6 +68,13 @@ class DeliveryPipeline final : public ShardQueueOps {
   void Attach(reactor::Reactor* reactor);
   // A message the spool made durable, with its content. Shard thread.
   void OnDurable(const queue::QueuedMessage& message, std::shared_ptr<const std::string> content);
+  // Outbound STARTTLS (outbound-tls): the client TLS context of the configuration
+  // generation in use (null: smtp_tls_security_level = none). New connections take the
+  // context current when they open; a cached connection is reused only by jobs with the
+  // same TLS level. Shard thread (start-up and every reload).
+  void SetClientTls(std::shared_ptr<const tls::ClientContext> context) {
+    client_tls_ = std::move(context);
+  }
   // Closes cached connections (shutdown). Shard thread.
   void Stop();
   bool Idle() const;
@@ -120,6 +128,7 @@ class DeliveryPipeline final : public ShardQueueOps {
   reactor::Reactor* reactor_ = nullptr;
   sched::Scheduler scheduler_;
   client::ConnectionCache cache_;
+  std::shared_ptr<const tls::ClientContext> client_tls_;  // outbound-tls
   reactor::Timer wakeup_;
   bool dirty_ = true;
   bool stopping_ = false;

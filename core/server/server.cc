@@ -34,6 +34,7 @@
 #include "net/policy_config.h"
 #include "queue/segment_reader.h"
 #include "queue/spool.h"
+#include "tls/client_context.h"
 #include "tls/server_context.h"
 
 namespace moat::server {
@@ -66,6 +67,9 @@ struct Generation {
   // STARTTLS (tls engineer): the server TLS context, rebuilt per generation so new
   // certificates apply to new connections; null when smtpd_tls_security_level is none.
   std::shared_ptr<const tls::ServerContext> tls;
+  // Outbound STARTTLS (outbound-tls): the client TLS context, rebuilt per generation so a
+  // new smtp_tls_CAfile applies to new connections; null at smtp_tls_security_level none.
+  std::shared_ptr<const tls::ClientContext> client_tls;
   // Implicit TLS (inbound-tls engineer): sessions on a "/tls" listener (no STARTTLS).
   net::SessionSettings implicit_tls_session_settings;
 };
@@ -113,6 +117,20 @@ absl::StatusOr<std::shared_ptr<const Generation>> BuildGeneration(
   }
   auto generation = std::make_shared<Generation>();
   generation->tls = std::move(tls_context);
+  // Outbound STARTTLS (outbound-tls): a bad level or unreadable CA file fails start-up or
+  // the reload.
+  absl::StatusOr<tls::ClientOptions> client_options = tls::ClientOptionsFromConfig(*config);
+  if (!client_options.ok()) {
+    return client_options.status();
+  }
+  if (client_options->level != tls::ClientLevel::kNone) {
+    absl::StatusOr<std::shared_ptr<const tls::ClientContext>> client_tls =
+        tls::ClientContext::Create(*std::move(client_options));
+    if (!client_tls.ok()) {
+      return client_tls.status();
+    }
+    generation->client_tls = *std::move(client_tls);
+  }
   generation->number = number;
   generation->session_settings = MakeSessionSettings(*config);
   generation->implicit_tls_session_settings =
@@ -594,6 +612,7 @@ int Serve(const ServeOptions& options) {
     rt->delivery = std::make_unique<DeliveryPipeline>(MakeDeliverySettings(*config, shards),
                                                       *rt->spool, resolver);
     rt->queue_ops = rt->delivery.get();
+    rt->delivery->SetClientTls(rt->generation->client_tls);  // outbound-tls
     // Recovered messages go to the scheduler with their content, read here on the control
     // thread (never on a shard thread).
     queue::Spool& spool = rt->spool->spool();
@@ -640,6 +659,7 @@ int Serve(const ServeOptions& options) {
     });
     shard.SetReloadHandler([&rt](std::shared_ptr<const void> snapshot) {
       rt.generation = std::static_pointer_cast<const Generation>(std::move(snapshot));
+      rt.delivery->SetClientTls(rt.generation->client_tls);  // outbound-tls
     });
     // At shutdown: every staged record (messages, journal) on disk, and the outbound
     // connections told QUIT (bounded by the shard's barrier_wait_max).

@@ -38,6 +38,10 @@ std::string_view PhaseName(Phase phase) {
       return "greeting";
     case Phase::kHelo:
       return "helo";
+    case Phase::kStartTls:
+      return "starttls";
+    case Phase::kTlsHandshake:
+      return "tls_handshake";
     case Phase::kRset:
       return "rset";
     case Phase::kMail:
@@ -67,6 +71,9 @@ absl::Duration TimeoutFor(Phase phase, const ClientTimeouts& t) {
     case Phase::kGreeting:
     case Phase::kHelo:
       return t.helo;
+    case Phase::kStartTls:
+    case Phase::kTlsHandshake:
+      return t.starttls;
     case Phase::kRset:
       return t.rset;
     case Phase::kMail:
@@ -146,11 +153,12 @@ std::string SmtpClientSession::TakeOutput() {
 }
 
 void SmtpClientSession::OnData(std::string_view bytes) {
-  if (phase_ == Phase::kClosed || phase_ == Phase::kConnecting) {
+  if (phase_ == Phase::kClosed || phase_ == Phase::kConnecting ||
+      phase_ == Phase::kTlsHandshake) {
     return;
   }
   reader_.Feed(bytes);
-  while (phase_ != Phase::kClosed) {
+  while (phase_ != Phase::kClosed && phase_ != Phase::kTlsHandshake) {
     Reply reply;
     std::string error;
     const ReplyReader::Result r = reader_.Next(&reply, &error);
@@ -207,6 +215,9 @@ void SmtpClientSession::HandleReply(const Reply& reply) {
     case Command::kHelo:
       HandleHelo(reply);
       break;
+    case Command::kStartTls:
+      HandleStartTls(reply);
+      break;
     case Command::kRset:
       HandleRset(reply);
       break;
@@ -227,7 +238,7 @@ void SmtpClientSession::HandleReply(const Reply& reply) {
       phase_ = Phase::kClosed;
       return;
   }
-  if (phase_ == Phase::kClosed || phase_ == Phase::kQuit) {
+  if (phase_ == Phase::kClosed || phase_ == Phase::kQuit || phase_ == Phase::kTlsHandshake) {
     return;
   }
   if (!features_.pipelining && expect_.empty()) {
@@ -251,6 +262,17 @@ void SmtpClientSession::HandleGreeting(const Reply& reply) {
 void SmtpClientSession::HandleEhlo(const Reply& reply) {
   if (reply.Class() == 2) {
     ParseEhlo(reply);
+    if (!tls_active_ && server_.tls != TlsLevel::kNone) {
+      if (features_.starttls) {
+        Send(Command::kStartTls, "STARTTLS");
+        return;
+      }
+      if (server_.tls >= TlsLevel::kEncrypt) {
+        RequireTls(
+            absl::StrFormat("TLS is required, but was not offered by host %s", NameAddr()));
+        return;
+      }
+    }
     BeginTransaction(false);
     return;
   }
@@ -267,6 +289,11 @@ void SmtpClientSession::HandleEhlo(const Reply& reply) {
 
 void SmtpClientSession::HandleHelo(const Reply& reply) {
   if (reply.Class() == 2) {
+    if (!tls_active_ && server_.tls >= TlsLevel::kEncrypt) {
+      // HELO has no extensions: no STARTTLS.
+      RequireTls(absl::StrFormat("TLS is required, but was not offered by host %s", NameAddr()));
+      return;
+    }
     BeginTransaction(false);
     return;
   }
@@ -275,6 +302,64 @@ void SmtpClientSession::HandleHelo(const Reply& reply) {
               Quoted(reply), true);
   transaction_done_ = true;
   reusable_ = false;
+}
+
+void SmtpClientSession::HandleStartTls(const Reply& reply) {
+  if (reply.Class() == 2) {
+    // Whatever else the server sent in plaintext is dropped, never read after the
+    // handshake (CVE-2011-0411 on the client side).
+    reader_ = ReplyReader();
+    phase_ = Phase::kTlsHandshake;
+    return;
+  }
+  if (reply.code == 421) {
+    FailPending(Outcome::kDeferred, reply.Dsn(),
+                absl::StrFormat("host %s refused to talk to me: %s", NameAddr(), Quoted(reply)),
+                Quoted(reply), true);
+    transaction_done_ = true;
+    return;
+  }
+  if (server_.tls >= TlsLevel::kEncrypt) {
+    RequireTls(absl::StrFormat("TLS is required, but host %s refused to start TLS: %s",
+                               NameAddr(), Quoted(reply)));
+    return;
+  }
+  BeginTransaction(false);  // may: on in plaintext, as Postfix
+}
+
+void SmtpClientSession::RequireTls(std::string_view why) {
+  FailPending(Outcome::kDeferred, "4.7.4", why, "", true);
+  transaction_done_ = true;
+  reusable_ = false;  // UpdatePhase sends QUIT
+}
+
+void SmtpClientSession::OnTlsEstablished(bool verified) {
+  MOAT_CHECK(phase_ == Phase::kTlsHandshake);
+  tls_active_ = true;
+  phase_ = Phase::kHelo;
+  if (server_.tls == TlsLevel::kVerify && !verified) {
+    FailPending(Outcome::kDeferred, "4.7.5", "Server certificate not verified", "", true);
+    transaction_done_ = true;
+    reusable_ = false;
+    UpdatePhase();  // QUIT, over TLS
+    return;
+  }
+  // RFC 3207: forget what the server said before TLS and ask again.
+  features_ = ServerFeatures{};
+  Send(Command::kEhlo, "EHLO " + server_.helo_name);
+  UpdatePhase();
+}
+
+void SmtpClientSession::OnTlsFailed(std::string_view why) {
+  MOAT_CHECK(phase_ == Phase::kTlsHandshake);
+  (void)why;  // the driver logs it; the reason is Postfix's fixed text
+  FailPending(Outcome::kDeferred, "4.7.5", "Cannot start TLS: handshake failure", "", true);
+  transaction_done_ = true;
+  in_transaction_ = false;
+  reusable_ = false;
+  expect_.clear();
+  unsent_.clear();
+  phase_ = Phase::kClosed;
 }
 
 void SmtpClientSession::ParseEhlo(const Reply& reply) {
@@ -550,7 +635,7 @@ void SmtpClientSession::FinishTransactionIfSettled() {
 }
 
 void SmtpClientSession::UpdatePhase() {
-  if (phase_ == Phase::kClosed || phase_ == Phase::kDataXfer) {
+  if (phase_ == Phase::kClosed || phase_ == Phase::kDataXfer || phase_ == Phase::kTlsHandshake) {
     return;
   }
   if (!expect_.empty()) {
@@ -561,6 +646,9 @@ void SmtpClientSession::UpdatePhase() {
       case Command::kEhlo:
       case Command::kHelo:
         phase_ = Phase::kHelo;
+        return;
+      case Command::kStartTls:
+        phase_ = Phase::kStartTls;
         return;
       case Command::kRset:
         phase_ = Phase::kRset;
@@ -679,6 +767,10 @@ std::string SmtpClientSession::Where() const {
         return "performing the HELO handshake";
       }
       return "performing the EHLO handshake";
+    case Phase::kStartTls:
+      return "sending STARTTLS";
+    case Phase::kTlsHandshake:
+      return "performing the TLS handshake";
     case Phase::kRset:
       return "sending RSET";
     case Phase::kMail:

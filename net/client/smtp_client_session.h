@@ -9,6 +9,8 @@
 // it never crashes.
 //
 //   kConnecting --OnConnected--> kGreeting --220--> kHelo (EHLO; 5xx -> HELO)
+//   kHelo --250 STARTTLS offered, tls level != none--> kStartTls --220--> kTlsHandshake
+//     (the driver runs the handshake, then OnTlsEstablished/OnTlsFailed) --> kHelo (EHLO again)
 //        |                          | 4xx/5xx: all recipients deferred/bounced, QUIT
 //   OnConnectFailed -> kClosed      v
 //   kMail -> kRcpt... -> kData --354--> kDataXfer (AddBody..., EndBody) -> kDataDone
@@ -49,6 +51,8 @@ enum class Phase {
   kConnecting,  // waiting for the TCP connect (smtp_connect_timeout)
   kGreeting,    // waiting for the 220 greeting (smtp_helo_timeout)
   kHelo,        // EHLO/HELO sent (smtp_helo_timeout)
+  kStartTls,    // STARTTLS sent (smtp_starttls_timeout)
+  kTlsHandshake,  // 220 to STARTTLS received: the driver runs the TLS handshake (same timeout)
   kRset,        // RSET sent before a reused connection's next transaction (smtp_rset_timeout)
   kMail,        // MAIL FROM sent (smtp_mail_timeout)
   kRcpt,        // RCPT TO sent (smtp_rcpt_timeout)
@@ -72,6 +76,7 @@ struct ClientTimeouts {
   absl::Duration data_done = absl::Seconds(600);  // smtp_data_done_timeout
   absl::Duration rset = absl::Seconds(20);        // smtp_rset_timeout
   absl::Duration quit = absl::Seconds(300);       // smtp_quit_timeout
+  absl::Duration starttls = absl::Seconds(300);   // smtp_starttls_timeout (and the handshake)
   absl::Duration idle = absl::Seconds(2);         // smtp_connection_cache_time_limit
 };
 // The timeout the driver arms while the machine is in `phase` (ZeroDuration for kClosed).
@@ -85,8 +90,16 @@ struct ServerFeatures {
   bool eight_bit_mime = false;
   bool smtputf8 = false;
   bool dsn = false;
-  bool starttls = false;  // recorded for the TLS work; not acted on yet
+  bool starttls = false;  // STARTTLS announced
 };
+
+// smtp_tls_security_level, as the protocol machine applies it (see tls/client_context.h
+// for the certificate side). none: never STARTTLS. may: STARTTLS when offered; a refused
+// STARTTLS goes on in plaintext. encrypt: STARTTLS mandatory (not offered or refused:
+// deferred 4.7.4, "TLS is required, but ..."). verify: as encrypt, and the driver reports
+// whether the certificate verified; an unverified one defers 4.7.5 "Server certificate
+// not verified" (QUIT over TLS, nothing of the transaction sent).
+enum class TlsLevel : uint8_t { kNone, kMay, kEncrypt, kVerify };
 
 struct ClientRecipient {
   std::string address;  // without <>
@@ -122,6 +135,7 @@ struct ServerIdentity {
   std::string host;       // the server's name ("mx.internal" or the literal)
   std::string address;    // its IP address text
   uint16_t port = 25;
+  TlsLevel tls = TlsLevel::kNone;
 };
 
 class SmtpClientSession {
@@ -154,6 +168,19 @@ class SmtpClientSession {
   // Ends the content: CRLF if the last line was unterminated, then ".".
   void EndBody();
 
+  // --- STARTTLS (phase kTlsHandshake): the driver installs its TLS layer; bytes sent and
+  // received from now on go through it. Plaintext the server sent after its 220 to
+  // STARTTLS is discarded (never read as a reply after the handshake: CVE-2011-0411).
+  bool WantsTlsHandshake() const { return phase_ == Phase::kTlsHandshake; }
+  // The handshake completed. `verified`: the certificate chain verified and matched the
+  // server's name (only required at TlsLevel::kVerify). EHLO is sent again, over TLS.
+  void OnTlsEstablished(bool verified);
+  // The handshake failed (`why` for the log and the deferral reason): pending recipients
+  // deferred 4.7.5 "Cannot start TLS: handshake failure", kClosed (no QUIT: no channel).
+  void OnTlsFailed(std::string_view why);
+  // TLS is on for this connection.
+  bool tls_active() const { return tls_active_; }
+
   // Bytes to send now (moves them out). Empty when there is nothing to send.
   std::string TakeOutput();
   bool HasOutput() const { return !output_.empty(); }
@@ -180,7 +207,9 @@ class SmtpClientSession {
   std::string NameAddrPort() const;
 
  private:
-  enum class Command { kGreeting, kEhlo, kHelo, kRset, kMail, kRcpt, kData, kDot, kQuit };
+  enum class Command {
+    kGreeting, kEhlo, kHelo, kStartTls, kRset, kMail, kRcpt, kData, kDot, kQuit
+  };
   struct Expect {
     Command command;
     int recipient = -1;  // for kRcpt
@@ -190,6 +219,9 @@ class SmtpClientSession {
   void HandleGreeting(const Reply& reply);
   void HandleEhlo(const Reply& reply);
   void HandleHelo(const Reply& reply);
+  void HandleStartTls(const Reply& reply);
+  // No TLS on this connection although the level requires it: defer 4.7.4 and QUIT.
+  void RequireTls(std::string_view why);
   void HandleRset(const Reply& reply);
   void HandleMail(const Reply& reply);
   void HandleRcpt(const Reply& reply, int recipient);
@@ -232,6 +264,7 @@ class SmtpClientSession {
   bool at_line_start_ = true;  // dot-stuffing state across AddBody chunks
   bool quit_requested_ = false;
   bool reusable_ = true;  // false after a 421 or other connection-ending reply
+  bool tls_active_ = false;
   int transactions_ = 0;
   int accepted_ = 0;  // recipients with a 2xx RCPT reply
   ClientTransaction transaction_;
