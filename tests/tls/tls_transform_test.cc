@@ -429,6 +429,51 @@ TEST_F(TlsTransformTest, ClientCertificateFingerprintMatchesOpenssl) {
   EXPECT_TRUE(server2.info().client_cert_requested);
 }
 
+// A ticket-resumed session with a client certificate: wolfSSL restores the certificate
+// from the ticket (the fingerprints stay) but runs no verification, so nothing resumed is
+// "trusted" (fail closed: an untrusted certificate must never become trusted by resuming).
+TEST_F(TlsTransformTest, ResumedSessionKeepsFingerprintsButIsNeverTrusted) {
+  ServerOptions options;
+  options.ask_client_cert = true;
+  options.ca_file = certs_.ca;
+  auto context = MakeContext(options);
+  ASSERT_NE(context, nullptr);
+  struct Case {
+    std::string cert, key;
+    bool first_verified;
+  };
+  for (const Case& c : {Case{certs_.client_cert, certs_.client_key, true},
+                        Case{certs_.other_cert, certs_.other_key, false}}) {
+    MemoryClient::Options o;
+    o.cert_file = c.cert;
+    o.key_file = c.key;
+    WOLFSSL_SESSION* session = nullptr;
+    {
+      TlsTransform server(context, nullptr);
+      MemoryClient client(o);
+      std::string plain;
+      ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
+      EXPECT_FALSE(server.info().resumed);
+      EXPECT_EQ(server.info().peer_verified, c.first_verified) << c.cert;
+      client.ReadAll();  // the TLS 1.3 ticket
+      session = wolfSSL_get1_session(client.ssl());
+    }
+    ASSERT_NE(session, nullptr);
+    TlsTransform server(context, nullptr);
+    o.session = session;
+    MemoryClient client(o);
+    std::string plain;
+    ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
+    EXPECT_TRUE(server.info().resumed);
+    EXPECT_EQ(server.info().peer_fingerprint,
+              tls_testing::OpensslFingerprint(c.cert, "sha256", false));
+    EXPECT_EQ(server.info().peer_pkey_fingerprint,
+              tls_testing::OpensslFingerprint(c.cert, "sha256", true));
+    EXPECT_FALSE(server.info().peer_verified) << c.cert;
+    wolfSSL_SESSION_free(session);
+  }
+}
+
 TEST_F(TlsTransformTest, SelfSignedClientCertificateIsAcceptedButUntrusted) {
   ServerOptions options;
   options.ask_client_cert = true;
