@@ -8,6 +8,8 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 // clang-format on
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -65,8 +67,27 @@ void NoteUntrustedPeer(void* app_data) {
 TlsTransform::TlsTransform(std::shared_ptr<const ServerContext> context,
                            HandshakeCallback on_handshake)
     : context_(std::move(context)), on_handshake_(std::move(on_handshake)) {
+  Init(context_->native());
+}
+
+TlsTransform::TlsTransform(std::shared_ptr<const ClientContext> context, std::string server_name,
+                           HandshakeCallback on_handshake)
+    : client_context_(std::move(context)),
+      server_name_(std::move(server_name)),
+      on_handshake_(std::move(on_handshake)) {
+  Init(client_context_->native());
+  unsigned char address[16];
+  if (!server_name_.empty() && inet_pton(AF_INET, server_name_.c_str(), address) != 1 &&
+      inet_pton(AF_INET6, server_name_.c_str(), address) != 1) {
+    // SNI: the next-hop host name, never an address literal (RFC 6066).
+    wolfSSL_UseSNI(static_cast<WOLFSSL*>(ssl_), WOLFSSL_SNI_HOST_NAME, server_name_.data(),
+                   static_cast<unsigned short>(server_name_.size()));
+  }
+}
+
+void TlsTransform::Init(void* native) {
   ReleaseEccCacheAtThreadExit();
-  auto* ctx = static_cast<WOLFSSL_CTX*>(context_->native());
+  auto* ctx = static_cast<WOLFSSL_CTX*>(native);
   WOLFSSL* ssl = wolfSSL_new(ctx);
   MOAT_CHECK(ssl != nullptr);  // out of memory
   wolfSSL_SSLSetIORecv(ssl, RecvTrampoline);
@@ -126,15 +147,16 @@ void TlsTransform::CollectInfo() {
   // wolfSSL leaves the algorithm's bits at 0; for these AEAD suites they equal the key's.
   info_.algorithm_bits = alg_bits > 0 ? alg_bits : info_.cipher_bits;
   info_.resumed = wolfSSL_session_reused(ssl) != 0;
-  const ServerOptions& options = context_->options();
-  info_.client_cert_requested = options.ask_client_cert;
+  const bool client = client_context_ != nullptr;
+  const std::string digest = client ? "sha256" : context_->options().fingerprint_digest;
+  info_.client_cert_requested = !client && context_->options().ask_client_cert;
   WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl);
   if (peer != nullptr) {
     int der_size = 0;
     const unsigned char* der = wolfSSL_X509_get_der(peer, &der_size);
     if (der != nullptr && der_size > 0) {
       info_.peer_fingerprint =
-          Fingerprint(options.fingerprint_digest, der, static_cast<size_t>(der_size));
+          Fingerprint(digest, der, static_cast<size_t>(der_size));
     }
     // The DER SubjectPublicKeyInfo, as Postfix's i2d_X509_PUBKEY (size asked first).
     int key_size = 0;
@@ -144,7 +166,7 @@ void TlsTransform::CollectInfo() {
       if (wolfSSL_X509_get_pubkey_buffer(peer, reinterpret_cast<unsigned char*>(key.data()),
                                          &key_size) == WOLFSSL_SUCCESS) {
         info_.peer_pkey_fingerprint =
-            Fingerprint(options.fingerprint_digest,
+            Fingerprint(digest,
                         reinterpret_cast<const unsigned char*>(key.data()),
                         static_cast<size_t>(key_size));
       }
@@ -156,7 +178,10 @@ void TlsTransform::CollectInfo() {
     // the ticket, not the verdict): not trusted, fail closed; its fingerprints stay valid
     // (the ticket is sealed with our keys after a handshake in which the client proved
     // its key). inbound-tls engineer.
-    info_.peer_verified = !options.ca_file.empty() && !peer_untrusted_ && !info_.resumed;
+    info_.peer_verified = client ? client_context_->has_trust_anchors() && !peer_untrusted_
+                                 : !context_->options().ca_file.empty() && !peer_untrusted_ &&
+                                       !info_.resumed;
+    info_.peer_name_matched = client && CertificateMatchesName(peer, server_name_);
     wolfSSL_X509_free(peer);
   }
 }
@@ -172,7 +197,7 @@ bool TlsTransform::Decode(std::span<const char> raw, std::string* plain, std::st
   bool ok = true;
   bool just_completed = false;
   if (!handshake_done_) {
-    const int r = wolfSSL_accept(ssl);
+    const int r = client_context_ != nullptr ? wolfSSL_connect(ssl) : wolfSSL_accept(ssl);
     if (r == WOLFSSL_SUCCESS) {
       handshake_done_ = true;
       just_completed = true;
