@@ -6,7 +6,9 @@
 // smtpd_tls_security_level = encrypt refusal, the CVE-2011-0411 defence (plaintext
 // pipelined after STARTTLS is never answered inside TLS), certificate reload for new
 // connections while an old TLS session goes on, session resumption across a reload (a new
-// WOLFSSL_CTX: the shared ticket keys), and implicit TLS (smtpd_tls_wrappermode).
+// WOLFSSL_CTX: the shared ticket keys), and implicit TLS (smtpd_tls_wrappermode). Client
+// certificates (relay_clientcerts + permit_tls_clientcerts), smtpd_tls_received_header, and
+// "/tls" moat_listen entries next to plain ones (inbound-tls engineer).
 // Owner: "tls".
 #include <signal.h>
 
