@@ -119,6 +119,19 @@ def make_moat(cmp, tmp, sink_port, binary, cert, key):
     return TlsMoat(tmp, sink_port, binary)
 
 
+def measured(cmp, relay, argv, timeout):
+    """Runs a moat-loadgen command against `relay`: (its JSON or None, the error text, the relay's
+    CPU seconds during the run, wall seconds)."""
+    cpu0, t0 = relay.cpu(), time.monotonic()
+    data, r = cmp.run_json(argv, timeout)
+    wall, cpu = time.monotonic() - t0, relay.cpu() - cpu0
+    relay.drain()
+    error = None if data is not None else (
+        f"moat-loadgen {argv[1]} failed (exit {r.returncode}): {r.stderr.strip()[-300:]}")
+    stderr = r.stderr.strip()[-500:] if data is not None and data["errors"] else ""
+    return data, error, cpu, wall, stderr
+
+
 def relay_run(cmp, args, relay, sink_port, cert, key, tls):
     argv = [args.loadgen, "run", "--relay", f"127.0.0.1:{relay.port}",
             "--sink", f"127.0.0.1:{sink_port}", "--sessions", str(SESSIONS),
@@ -129,16 +142,14 @@ def relay_run(cmp, args, relay, sink_port, cert, key, tls):
             "--timeout", "60", "--json", "--no-progress"]
     if tls:
         argv += ["--starttls", "--tls-cert", cert, "--tls-key", key]
-    cpu0 = relay.cpu()
-    data, r = cmp.run_json(argv, args.max_seconds + args.drain_seconds + 120)
-    cpu1 = relay.cpu()
-    relay.drain()
-    if data is None:
-        return dict(error=f"moat-loadgen run failed (exit {r.returncode}): {r.stderr.strip()[-300:]}")
+    data, error, cpu, _, stderr = measured(cmp, relay, argv,
+                                           args.max_seconds + args.drain_seconds + 120)
+    if error:
+        return dict(error=error)
     send = data["send"]
     accepted = send["messages"]
     return dict(accepted_per_s=send["msgs_per_sec"], e2e_per_s=data["msgs_per_sec"],
-                cpu_ms_per_msg=(cpu1 - cpu0) * 1000 / accepted if accepted else None,
+                cpu_ms_per_msg=cpu * 1000 / accepted if accepted else None, stderr=stderr,
                 p99_ms=send["p99_ms"], errors=data["errors"], lost=data["lost"],
                 inbound_handshakes=send["tls"]["handshakes"],
                 outbound_handshakes=data["sink"]["tls"]["handshakes"],
@@ -156,23 +167,17 @@ def handshake_run(cmp, args, relay, mode):
         argv.append("--starttls")
         if mode == "resumed":
             argv.append("--tls-resume")
-    cpu0 = relay.cpu()
-    t0 = time.monotonic()
-    data, r = cmp.run_json(argv, args.max_seconds + 120)
-    wall = time.monotonic() - t0
-    cpu1 = relay.cpu()
-    relay.drain()
-    if data is None:
-        return dict(error=f"moat-loadgen send failed (exit {r.returncode}): {r.stderr.strip()[-300:]}")
+    data, error, cpu, wall, stderr = measured(cmp, relay, argv, args.max_seconds + 120)
+    if error:
+        return dict(error=error)
     n = data["messages"]
     tls = data["tls"]
-    cpu = cpu1 - cpu0
     return dict(connections=n, errors=data["errors"], per_s=n / data["elapsed_s"] if n else None,
                 cpu_ms_per_conn=cpu * 1000 / n if n else None,
                 per_cpu_s=n / cpu if n and cpu > 0 else None,
                 handshakes=tls["handshakes"], resumed=tls["resumed"],
                 handshake_p50_ms=tls["handshake_p50_ms"], handshake_p99_ms=tls["handshake_p99_ms"],
-                wall_s=wall, stderr=r.stderr.strip()[-500:] if data["errors"] else "")
+                wall_s=wall, stderr=stderr)
 
 
 def median_dict(cmp, runs, keys):

@@ -496,13 +496,7 @@ void Engine::OnClientRecv(ClientConn* c, int res) {
   const char* data = nullptr;
   size_t size = 0;
   if (!DecodeInput(c, res, &data, &size)) {
-    ++send_.tls_failures;
-    ++send_.session_errors;
-    if (send_.tls_failures <= 3) {
-      log::Warning("TLS with %s: %s", options_.server.text, c->tls->error());
-    }
-    c->session.Abort("TLS error");
-    Close(c);
+    FailClientTls(c);
     return;
   }
   if (c->tls != nullptr && c->tls->TakeHandshakeCompleted()) {
@@ -547,12 +541,18 @@ void Engine::StartClientTls(ClientConn* c) {
   c->transform = std::move(client);
   c->tls_start_ns = MonotonicNs();
   if (!c->tls->Start(&c->wire_out)) {
-    ++send_.tls_failures;
-    ++send_.session_errors;
-    log::Warning("TLS with %s: %s", options_.server.text, c->tls->error());
-    c->session.Abort("TLS error");
-    Close(c);
+    FailClientTls(c);
   }
+}
+
+void Engine::FailClientTls(ClientConn* c) {
+  ++send_.tls_failures;
+  ++send_.session_errors;
+  if (send_.tls_failures <= 3) {
+    log::Warning("TLS with %s: %s", options_.server.text, c->tls->error());
+  }
+  c->session.Abort("TLS error");
+  Close(c);
 }
 
 void Engine::OnServerRecv(ServerConn* c, int res) {

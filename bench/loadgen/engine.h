@@ -110,6 +110,7 @@ class Engine {
   // plaintext. False on a TLS error.
   bool DecodeInput(Conn* c, int res, const char** data, size_t* size);
   void StartClientTls(ClientConn* c);
+  void FailClientTls(ClientConn* c);  // counts, logs, aborts the session, closes
   void StartServerTls(ServerConn* c);
   void OnAccept(int res, uint32_t flags);
   void ArmAccept();
