@@ -10,11 +10,15 @@ the project wrote). Writes every accepted message to DIR/<n>.eml as
 and keeps DIR/connections (the number of SMTP connections accepted so far) up to date.
 Options make it misbehave on purpose: --tempfail-first N answers 451 to the first N DATA
 commands' end of data; --reject-rcpt SUBSTR answers 550 5.1.1 to matching recipients.
+--tls-cert/--tls-key offer STARTTLS (TLS 1.2+); then every message file gets a third
+envelope line "X-Envelope-TLS: <protocol> <cipher>" or "X-Envelope-TLS: none", and the
+SNI host names clients sent are appended to DIR/sni, one per line.
 Runs until --duration seconds have passed (it always stops by itself).
 """
 import argparse
 import asyncio
 import os
+import ssl
 import threading
 import time
 
@@ -23,8 +27,9 @@ from aiosmtpd.smtp import SMTP
 
 
 class Handler:
-    def __init__(self, directory, tempfail_first, reject_rcpt):
+    def __init__(self, directory, tempfail_first, reject_rcpt, tls=False):
         self.directory = directory
+        self.tls = tls
         self.tempfail_left = tempfail_first
         self.reject_rcpt = reject_rcpt
         self.count = 0
@@ -46,8 +51,15 @@ class Handler:
         sender = envelope.mail_from
         if sender == "<>":  # aiosmtpd keeps the null sender's brackets
             sender = ""
-        head = "X-Envelope-From: <%s>\r\nX-Envelope-To: %s\r\n\r\n" % (
+        head = "X-Envelope-From: <%s>\r\nX-Envelope-To: %s\r\n" % (
             sender, ", ".join("<%s>" % r for r in envelope.rcpt_tos))
+        if self.tls:
+            tls = "none"
+            ssl_object = (session.ssl or {}).get("ssl_object")
+            if ssl_object is not None:
+                tls = "%s %s" % (ssl_object.version(), ssl_object.cipher()[0])
+            head += "X-Envelope-TLS: %s\r\n" % tls
+        head += "\r\n"
         tmp = os.path.join(self.directory, ".%d.tmp" % n)
         with open(tmp, "wb") as f:
             f.write(head.encode())
@@ -57,9 +69,10 @@ class Handler:
 
 
 class CountingController(Controller):
-    def __init__(self, handler, directory, **kwargs):
+    def __init__(self, handler, directory, tls_context=None, **kwargs):
         super().__init__(handler, **kwargs)
         self.directory = directory
+        self.tls_context = tls_context
         self.connections = 0
 
     def factory(self):
@@ -74,7 +87,8 @@ class CountingController(Controller):
                 os.rename(path + ".tmp", path)
                 super().connection_made(transport)
 
-        return CountingSMTP(self.handler, decode_data=False, enable_SMTPUTF8=True)
+        return CountingSMTP(self.handler, decode_data=False, enable_SMTPUTF8=True,
+                            tls_context=self.tls_context)
 
 
 def main():
@@ -84,10 +98,24 @@ def main():
     p.add_argument("--duration", type=float, default=120)
     p.add_argument("--tempfail-first", type=int, default=0)
     p.add_argument("--reject-rcpt", default="")
+    p.add_argument("--tls-cert", default="")
+    p.add_argument("--tls-key", default="")
     a = p.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    handler = Handler(a.dir, a.tempfail_first, a.reject_rcpt)
-    controller = CountingController(handler, a.dir, hostname="127.0.0.1", port=a.port)
+    context = None
+    if a.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(a.tls_cert, a.tls_key or a.tls_cert)
+
+        def record_sni(ssl_object, server_name, ssl_context):
+            with open(os.path.join(a.dir, "sni"), "a") as f:
+                f.write("%s\n" % (server_name or ""))
+
+        context.sni_callback = record_sni
+    handler = Handler(a.dir, a.tempfail_first, a.reject_rcpt, tls=context is not None)
+    controller = CountingController(handler, a.dir, tls_context=context, hostname="127.0.0.1",
+                                    port=a.port)
     controller.start()
     with open(os.path.join(a.dir, "ready"), "w") as f:
         f.write("ready\n")
