@@ -6,7 +6,6 @@
 // come from eight loopback addresses so both shards and the client-IP steering take part.
 // Under AddressSanitizer the same test runs with 1,000 sessions to stay within CI's budget.
 #include <signal.h>
-#include <sys/resource.h>
 
 #include <memory>
 #include <random>
@@ -18,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
+#include "tests/reactor/loopback.h"  // RaiseFdLimit()
 #include "tests/testing/smtp_client.h"
 #include "tests/testing/testing.h"
 
@@ -34,23 +34,6 @@ constexpr int kSessions = 2000;
 #endif
 constexpr int kSourceAddresses = 8;
 constexpr int kTransactionOneIn = 10;  // share of sessions that send a message
-
-// Raises RLIMIT_NOFILE's soft limit to at least `wanted` (the daemon, started later,
-// inherits it). False if the hard limit is lower.
-bool RaiseFdLimit(rlim_t wanted) {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return false;
-  }
-  if (limit.rlim_cur >= wanted) {
-    return true;
-  }
-  if (limit.rlim_max < wanted) {
-    return false;
-  }
-  limit.rlim_cur = wanted;
-  return setrlimit(RLIMIT_NOFILE, &limit) == 0;
-}
 
 // A counter from `moat stats` ("name: value" lines); -1 if absent or unreadable.
 int64_t StatsCounter(const std::string& config_dir, const std::string& name) {
@@ -86,7 +69,7 @@ int64_t WaitForCounter(const std::string& config_dir, const std::string& name, i
 
 TEST(CapacityTest, TwoThousandConcurrentSessionsAgainstServe) {
   // The test holds kSessions sockets, the daemon as many plus its own.
-  if (!RaiseFdLimit(2 * kSessions + 512)) {
+  if (!reactor::testing::RaiseFdLimit(2 * kSessions + 512)) {
     GTEST_SKIP() << "RLIMIT_NOFILE hard limit is below " << 2 * kSessions + 512;
   }
   testing::TempDir dir;
