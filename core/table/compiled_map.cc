@@ -17,6 +17,37 @@
 #include "xxhash.h"
 
 namespace moat::table {
+namespace {
+
+// Reads `bytes` of `fd` into a fresh anonymous mapping advised for transparent huge pages,
+// then makes it read-only. The result is munmap()ed like a file mapping.
+absl::StatusOr<void*> ReadIntoHugePages(int fd, const std::string& path, uint64_t bytes) {
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s: mmap %d bytes: %s", path, bytes, strerror(errno)));
+  }
+  madvise(base, bytes, MADV_HUGEPAGE);  // advice only: 4 KiB pages if THP is off
+  uint64_t done = 0;
+  while (done < bytes) {
+    ssize_t n = pread(fd, static_cast<char*>(base) + done, bytes - done,
+                      static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      int e = n < 0 ? errno : 0;
+      munmap(base, bytes);
+      return absl::DataLossError(absl::StrFormat(
+          "%s: read: %s", path, e != 0 ? strerror(e) : "file shrank while being read"));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  mprotect(base, bytes, PROT_READ);
+  return base;
+}
+
+}  // namespace
 
 CompiledMap::CompiledMap(std::string spec, const char* base, uint64_t bytes)
     : Map(std::move(spec)), base_(base), bytes_(bytes) {}
@@ -53,10 +84,21 @@ absl::StatusOr<std::unique_ptr<CompiledMap>> CompiledMap::Open(const std::string
         "%s: truncated or not a moat table (%d bytes, a table has at least %d)", path, bytes,
         kPageBytes));
   }
-  int flags = MAP_SHARED | (options.populate ? MAP_POPULATE : 0);
-  void* base = mmap(nullptr, bytes, PROT_READ, flags, fd, 0);
-  int e = errno;
-  close(fd);
+  void* base = MAP_FAILED;
+  int e = 0;
+  if (options.huge_pages) {
+    absl::StatusOr<void*> copy = ReadIntoHugePages(fd, path, bytes);
+    close(fd);
+    if (!copy.ok()) {
+      return copy.status();
+    }
+    base = *copy;
+  } else {
+    int flags = MAP_SHARED | (options.populate ? MAP_POPULATE : 0);
+    base = mmap(nullptr, bytes, PROT_READ, flags, fd, 0);
+    e = errno;
+    close(fd);
+  }
   if (base == MAP_FAILED) {
     return absl::InternalError(absl::StrFormat("mmap %s: %s", path, strerror(e)));
   }
@@ -65,7 +107,7 @@ absl::StatusOr<std::unique_ptr<CompiledMap>> CompiledMap::Open(const std::string
   if (absl::Status s = map->Validate(path, options.verify_index); !s.ok()) {
     return s;
   }
-  if (!options.populate) {
+  if (!options.populate && !options.huge_pages) {
     // Start asynchronous readahead of pages not yet cached, so that shard threads later
     // take minor faults at most (see README.md, "Page faults"). Advice only: errors ignored.
     madvise(base, bytes, MADV_WILLNEED);

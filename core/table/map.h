@@ -64,6 +64,12 @@ struct OpenOptions {
   // asks the kernel for asynchronous readahead (MADV_WILLNEED); lookups may take minor
   // faults, and major ones only while that readahead of a cold file is still running.
   bool populate = false;
+  // Copy compiled files into anonymous memory backed by transparent huge pages (2 MiB)
+  // instead of mapping the page cache: a lookup's cache misses then cost no 4 KiB page walk
+  // (measured: one DRAM miss 324 -> 168 ns, see README.md). Costs a private copy of the
+  // file (the page cache copy may be evicted) and an O(size) read at open; implies that
+  // every page is resident, as populate does. Falls back to 4 KiB pages when THP is off.
+  bool huge_pages = false;
   // Warn (moat::log) when the source FILE is newer than FILE.moat, as Postfix does.
   bool warn_if_source_newer = true;
 };

@@ -189,6 +189,42 @@ TEST_F(CompiledMapTest, ManyRowsAllFoundAndMissesMissed) {
   EXPECT_EQ(seen, static_cast<uint64_t>(kRows));
 }
 
+// OpenOptions::huge_pages reads the file into anonymous (THP) memory: the same answers,
+// the same validation, and the copy does not change when the file is replaced.
+TEST_F(CompiledMapTest, HugePageCopyAnswersAsTheMappingAndValidatesTheSame) {
+  std::string source;
+  constexpr int kRows = 20000;
+  for (int i = 0; i < kRows; ++i) {
+    absl::StrAppendFormat(&source, "user%d@domain%d.example value-%d\n", i, i % 97, i);
+  }
+  std::string path = Compile("huge", source);
+  OpenOptions options;
+  options.huge_pages = true;
+  absl::StatusOr<std::unique_ptr<Map>> map = OpenMap("hash:" + path, options);
+  ASSERT_TRUE(map.ok()) << map.status();
+  EXPECT_EQ((*map)->size(), static_cast<uint64_t>(kRows));
+  for (int i = 0; i < kRows; i += 7) {
+    ASSERT_THAT((*map)->Find(absl::StrFormat("user%d@domain%d.example", i, i % 97)),
+                Optional(std::string_view(absl::StrFormat("value-%d", i))));
+  }
+  EXPECT_EQ((*map)->Find("nobody@domain1.example"), std::nullopt);
+  auto* compiled = dynamic_cast<const CompiledMap*>(map->get());
+  ASSERT_NE(compiled, nullptr);
+  EXPECT_TRUE(compiled->VerifyData().ok());
+  // Replaced by another table: the copy keeps the old answers.
+  Compile("huge", "other value\n");
+  EXPECT_THAT((*map)->Find("user0@domain0.example"), Optional(std::string_view("value-0")));
+  // A corrupt file is refused exactly as with a mapping.
+  std::string bytes = ReadAll(path + ".moat");
+  bytes[bytes.size() - 1] = static_cast<char>(bytes[bytes.size() - 1] ^ 1);
+  WriteAll(dir_.path() + "/bad.moat", bytes);
+  absl::StatusOr<std::unique_ptr<Map>> bad = OpenMap("hash:" + dir_.path() + "/bad", options);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("index checksum mismatch"));
+  WriteAll(dir_.path() + "/bad.moat", bytes.substr(0, 4096 + 10));
+  EXPECT_FALSE(OpenMap("hash:" + dir_.path() + "/bad", options).ok());
+}
+
 TEST_F(CompiledMapTest, FileIsPageAlignedWithValidHeader) {
   std::string path = Compile("layout", "a b\nc d\n");
   std::string bytes = ReadAll(path + ".moat");
