@@ -12,17 +12,26 @@
 // slot, then the key bytes). Compile is a sequential parse + append (hundreds of MB/s)
 // plus one random index store per row.
 //
+// Also: BM_MemoryLatencyFloor (what one dependent cache + TLB miss costs on this machine,
+// over a buffer as large as the table), BM_Table_HugePages_* (the table read into
+// transparent huge pages, OpenOptions::huge_pages) and BM_InlineCellsPrototype_* (a
+// one-miss layout, records inline in 64-byte cells: a prototype, not the file format).
+// Figures: core/table/README.md.
+//
 // Each lookup benchmark runs with Arg(0) = independent lookups (throughput: the CPU
 // overlaps misses) and Arg(1) = each lookup's query depends on the previous result
 // (latency). Queries are in random order. Run:
 //   moat_micro_bench --benchmark_filter='Table|Cdb|FlatHashMap' --benchmark_repetitions=3
 //       --benchmark_report_aggregates_only=true   (one command line)
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -39,6 +48,7 @@
 #include "core/table/lookup.h"
 #include "core/table/map.h"
 #include "core/table/table_builder.h"
+#include "xxhash.h"
 
 #ifdef MOAT_HAVE_CDB
 #include <cdb.h>
@@ -326,6 +336,169 @@ void BM_FlatHashMap_FindMiss(benchmark::State& state) {
   H();
   RunLookups(state, F().misses, false, FlatFind);
 }
+
+// The memory latency floor: a pointer chase (each load's address is the previous load's
+// value) in random order over a buffer as large as the compiled table, one load per
+// 64-byte line. It is what ONE cache miss + TLB miss costs here, so a lookup that needs two
+// dependent misses (index slot, then record) cannot be faster than twice this. Arg 0:
+// 4 KiB pages (what a file mapping of the page cache gets); Arg 1: transparent huge pages
+// (2 MiB), which take the page walk out.
+struct ChaseBuffer {
+  uint32_t* lines = nullptr;  // 16 x uint32 per 64-byte line; lines[16 * i] = next line
+  size_t bytes = 0;
+  size_t line_count = 0;
+  explicit ChaseBuffer(bool huge) {
+    Fixture& f = F();
+    struct stat st;
+    bytes = stat((f.source_path + ".moat").c_str(), &st) == 0
+                ? static_cast<size_t>(st.st_size)
+                : size_t{512} << 20;
+    bytes = (bytes + (size_t{2} << 20) - 1) & ~((size_t{2} << 20) - 1);
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      log::Fatal("mmap %d bytes failed", bytes);
+    }
+    madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    lines = static_cast<uint32_t*>(p);
+    line_count = bytes / 64;
+    // Sattolo's algorithm: a random permutation that is one single cycle.
+    std::vector<uint32_t> next(line_count);
+    for (size_t i = 0; i < line_count; ++i) {
+      next[i] = static_cast<uint32_t>(i);
+    }
+    std::mt19937_64 rng(42);
+    for (size_t i = line_count - 1; i > 0; --i) {
+      std::swap(next[i], next[rng() % i]);
+    }
+    for (size_t i = 0; i < line_count; ++i) {
+      lines[16 * i] = next[i];
+    }
+  }
+};
+
+void BM_MemoryLatencyFloor(benchmark::State& state) {
+  static ChaseBuffer* small_pages = new ChaseBuffer(false);
+  static ChaseBuffer* huge_pages = new ChaseBuffer(true);
+  const ChaseBuffer& b = state.range(0) != 0 ? *huge_pages : *small_pages;
+  uint32_t i = 0;
+  for (auto _ : state) {
+    i = b.lines[16 * static_cast<size_t>(i)];
+    benchmark::DoNotOptimize(i);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.counters["buffer_MB"] = static_cast<double>(b.bytes) / 1e6;
+  state.SetLabel(state.range(0) != 0 ? "memory latency floor, one dependent miss, 2 MiB pages"
+                                     : "memory latency floor, one dependent miss, 4 KiB pages");
+}
+BENCHMARK(BM_MemoryLatencyFloor)->Arg(0)->Arg(1);
+
+// The same compiled table opened with OpenOptions::huge_pages (what moat serve does): read
+// into anonymous memory with transparent huge pages, so a miss costs no 4 KiB page walk.
+const Map& HugePageCopy() {
+  static const Map* map = [] {
+    OpenOptions options;
+    options.huge_pages = true;
+    auto m = OpenMap("hash:" + F().source_path, options);
+    if (!m.ok()) {
+      log::Fatal("open with huge_pages: %s", m.status().ToString());
+    }
+    return m->release();
+  }();
+  return *map;
+}
+void BM_Table_HugePages_FindHit(benchmark::State& state) {
+  const Map& m = HugePageCopy();
+  RunLookups(state, F().hits, true, [&](std::string_view q) { return m.Find(q); });
+}
+void BM_Table_HugePages_FindMiss(benchmark::State& state) {
+  const Map& m = HugePageCopy();
+  RunLookups(state, F().misses, false, [&](std::string_view q) { return m.Find(q); });
+}
+BENCHMARK(BM_Table_HugePages_FindHit)->Arg(0)->Arg(1);
+BENCHMARK(BM_Table_HugePages_FindMiss)->Arg(0)->Arg(1);
+
+// PROTOTYPE (not the file format): the one-miss layout. Open addressing over 64-byte cells
+// that hold the record inline ([1][key_bytes][value_bytes][key][value], records up to 61
+// bytes; all benchmark rows fit), so a lookup touches one line (plus the next on a probe).
+// Costs ~2x the file size (16 M cells x 64 B for 10 M rows). Range 1 picks the pages:
+// 0 = 4 KiB, 1 = 2 MiB (range 0: independent / dependent, as everywhere).
+struct InlineCells {
+  char* cells = nullptr;
+  uint64_t mask = 0;
+  uint64_t seed = 0x243f6a8885a308d3ull;
+  explicit InlineCells(bool huge) {
+    Fixture& f = F();
+    uint64_t count = std::bit_ceil(f.rows + f.rows / 2 + 1);
+    size_t bytes = count * 64;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      log::Fatal("mmap failed");
+    }
+    madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    cells = static_cast<char*>(p);
+    mask = count - 1;
+    std::string_view s = f.source;
+    size_t pos = 0;
+    while (pos < s.size()) {
+      size_t nl = s.find('\n', pos);
+      size_t space = s.find(' ', pos);
+      std::string_view key = s.substr(pos, space - pos);
+      std::string_view value = s.substr(space + 1, nl - space - 1);
+      pos = nl + 1;
+      if (key.size() + value.size() > 61) {
+        log::Fatal("row too long for the prototype");
+      }
+      uint64_t i = XXH3_64bits_withSeed(key.data(), key.size(), seed) & mask;
+      while (cells[i * 64] != 0) {
+        i = (i + 1) & mask;
+      }
+      char* c = cells + i * 64;
+      c[0] = 1;
+      c[1] = static_cast<char>(key.size());
+      c[2] = static_cast<char>(value.size());
+      memcpy(c + 3, key.data(), key.size());
+      memcpy(c + 3 + key.size(), value.data(), value.size());
+    }
+  }
+  std::optional<std::string_view> Find(std::string_view key) const {
+    uint64_t i = XXH3_64bits_withSeed(key.data(), key.size(), seed) & mask;
+    for (uint64_t probes = 0; probes <= mask; ++probes) {
+      const char* c = cells + i * 64;
+      if (c[0] == 0) {
+        return std::nullopt;
+      }
+      const auto key_bytes = static_cast<uint8_t>(c[1]);
+      if (key_bytes == key.size() && memcmp(c + 3, key.data(), key_bytes) == 0) {
+        return std::string_view(c + 3 + key_bytes, static_cast<uint8_t>(c[2]));
+      }
+      i = (i + 1) & mask;
+    }
+    return std::nullopt;
+  }
+};
+const InlineCells& Inline(bool huge) {
+  static InlineCells* small_pages = nullptr;
+  static InlineCells* huge_pages = nullptr;
+  InlineCells*& slot = huge ? huge_pages : small_pages;
+  if (slot == nullptr) {
+    slot = new InlineCells(huge);
+  }
+  return *slot;
+}
+void BM_InlineCellsPrototype_FindHit(benchmark::State& state) {
+  const InlineCells& t = Inline(state.range(1) != 0);
+  RunLookups(state, F().hits, true, [&](std::string_view q) { return t.Find(q); });
+  state.SetLabel(absl::StrFormat("%s, %s pages", state.range(0) != 0 ? "latency" : "throughput",
+                                 state.range(1) != 0 ? "2 MiB" : "4 KiB"));
+}
+void BM_InlineCellsPrototype_FindMiss(benchmark::State& state) {
+  const InlineCells& t = Inline(state.range(1) != 0);
+  RunLookups(state, F().misses, false, [&](std::string_view q) { return t.Find(q); });
+  state.SetLabel(absl::StrFormat("%s, %s pages", state.range(0) != 0 ? "latency" : "throughput",
+                                 state.range(1) != 0 ? "2 MiB" : "4 KiB"));
+}
+BENCHMARK(BM_InlineCellsPrototype_FindHit)->ArgsProduct({{0, 1}, {0, 1}});
+BENCHMARK(BM_InlineCellsPrototype_FindMiss)->ArgsProduct({{0, 1}, {0, 1}});
 
 #ifdef MOAT_HAVE_CDB
 struct CdbFixture {
