@@ -158,6 +158,13 @@ class OutboundConnection {
   absl::Time opened() const { return opened_; }
   absl::Time conn_setup_done() const { return setup_done_; }
 
+  // The TLS handshake failed at smtp_tls_security_level = may: as Postfix, the job is tried
+  // again at once in plaintext on a new connection (outbound-tls).
+  bool RetryInPlaintext() const {
+    return tls_failed_ && tls_context_ != nullptr &&
+           tls_context_->level() == tls::ClientLevel::kMay;
+  }
+
   // Starts the first job on a new connection: socket, then connect through the ring.
   void Open(sched::Job job, client::ClientTransaction transaction,
             std::shared_ptr<const std::string> content) {
@@ -244,6 +251,12 @@ class OutboundConnection {
           if (!closing_) {
             ArmRecv();
           }
+        } else if (!closing_ && session_.WantsTlsHandshake()) {
+          // outbound-tls: the server hung up in the middle of the handshake (OpenSSL does
+          // after its alert): a TLS failure, as Postfix counts it.
+          log::Warning("SSL_connect error to %s: lost connection", session_.NameAddrPort());
+          tls_failed_ = true;
+          session_.OnTlsFailed("lost connection");
         } else if (!closing_) {
           session_.OnEof();
         }
@@ -370,6 +383,7 @@ class OutboundConnection {
     std::string plain;
     if (!tls_->Decode({}, &plain, &outbox_)) {
       log::Warning("SSL_connect error to %s: %s", session_.NameAddrPort(), tls_->error());
+      tls_failed_ = true;
       session_.OnTlsFailed(tls_->error());
     }
   }
@@ -381,6 +395,7 @@ class OutboundConnection {
     if (!tls_->Decode(raw, &plain, &outbox_)) {
       if (!was_done) {
         log::Warning("SSL_connect error to %s: %s", session_.NameAddrPort(), tls_->error());
+        tls_failed_ = true;
         session_.OnTlsFailed(tls_->error());
       } else {
         log::Warning("TLS read error from %s: %s", session_.NameAddrPort(), tls_->error());
@@ -446,6 +461,7 @@ class OutboundConnection {
   const std::shared_ptr<const tls::ClientContext> tls_context_;  // outbound-tls
   std::unique_ptr<tls::TlsTransform> tls_;  // outbound-tls: after the 220 to STARTTLS
   std::string outbox_;  // bytes to send (records once TLS is on) not yet handed to the ring
+  bool tls_failed_ = false;  // the TLS handshake failed (outbound-tls)
   client::SmtpClientSession session_;
   const client::ClientTimeouts timeouts_;
   reactor::Timer timer_;
@@ -606,7 +622,7 @@ void DeliveryPipeline::ArmWakeup() {
   reactor_->ArmTimer(wakeup_, after);
 }
 
-void DeliveryPipeline::StartJob(sched::Job job) {
+void DeliveryPipeline::StartJob(sched::Job job, bool plaintext) {
   auto it = messages_.find(job.message_id);
   MOAT_CHECK(it != messages_.end());
   const Message& message = it->second;
@@ -650,10 +666,11 @@ void DeliveryPipeline::StartJob(sched::Job job) {
   }
   std::shared_ptr<const std::string> content = message.content;
   // outbound-tls: a cached connection serves only jobs with the same TLS requirement.
+  std::shared_ptr<const tls::ClientContext> client_tls = plaintext ? nullptr : client_tls_;
   std::string cache_key = absl::StrCat(
       job.destination, " tls=",
-      client_tls_ == nullptr ? std::string("none")
-                             : std::string(tls::ClientLevelName(client_tls_->level())));
+      client_tls == nullptr ? std::string("none")
+                            : std::string(tls::ClientLevelName(client_tls->level())));
   if (std::optional<uint64_t> idle = cache_.Take(cache_key, absl::Now())) {
     auto c = connections_.find(*idle);
     if (c != connections_.end() && !c->second->closing()) {
@@ -663,7 +680,7 @@ void DeliveryPipeline::StartJob(sched::Job job) {
   }
   const uint64_t id = next_connection_id_++;
   auto connection = std::make_unique<OutboundConnection>(this, id, std::move(cache_key), *hop,
-                                                         settings_, client_tls_);
+                                                         settings_, std::move(client_tls));
   OutboundConnection* raw = connection.get();
   connections_[id] = std::move(connection);
   raw->Open(std::move(job), std::move(tx), std::move(content));
@@ -683,6 +700,13 @@ void DeliveryPipeline::FinishLocally(const sched::Job& job, client::Outcome outc
 void DeliveryPipeline::OnJobDone(const sched::Job& job,
                                  const std::vector<client::RecipientResult>& results,
                                  const OutboundConnection* connection) {
+  if (connection != nullptr && connection->RetryInPlaintext()) {
+    // outbound-tls: Postfix's opportunistic TLS retries in plaintext on a new connection.
+    log::Info("%s: TLS handshake with %s failed; trying again without TLS", job.message_id,
+              connection->session().NameAddrPort());
+    StartJob(job, /*plaintext=*/true);
+    return;
+  }
   const absl::Time now = absl::Now();
   auto it = messages_.find(job.message_id);
   std::vector<sched::RecipientResult> out;

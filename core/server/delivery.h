@@ -107,7 +107,9 @@ class DeliveryPipeline final : public ShardQueueOps {
   void Enqueue(const queue::QueuedMessage& message, std::shared_ptr<const std::string> content);
   void OnTurn();
   void ArmWakeup();
-  void StartJob(sched::Job job);
+  // `plaintext`: no STARTTLS whatever the level (outbound-tls: the retry after a failed
+  // handshake at smtp_tls_security_level = may).
+  void StartJob(sched::Job job, bool plaintext = false);
   void FinishLocally(const sched::Job& job, client::Outcome outcome, std::string dsn,
                      std::string reason);
   // The results of one job: log, tell the scheduler, journal and notify what became final.

@@ -4,7 +4,8 @@
 // project wrote (Python's aiosmtpd with STARTTLS from Python's ssl module, i.e. OpenSSL:
 // tests/e2e/peers/aiosmtpd_sink.py --tls-cert) over loopback, at every
 // smtp_tls_security_level: may (TLS downstream, plaintext-only downstream), encrypt (TLS,
-// several messages over one cached TLS connection, a downstream without STARTTLS defers),
+// several messages over one cached TLS connection, a downstream without STARTTLS defers, a
+// failed handshake defers at encrypt and is retried in plaintext at may),
 // verify (good CA and matching name delivers; wrong CA and wrong name defer with "Server
 // certificate not verified"; a new CA file applies after `moat reload`). The sink records
 // the protocol and cipher each message arrived with. Certificates are made at test time.
@@ -89,13 +90,17 @@ class OutboundTlsTest : public ::testing::Test {
 
   // The sink; with `cert` it offers STARTTLS with that certificate (key: `key`).
   std::unique_ptr<testing::Process> StartSink(const std::string& cert = "",
-                                              const std::string& key = "") {
+                                              const std::string& key = "",
+                                              bool tls13_only = false) {
     std::vector<std::string> argv = {MOAT_PYTHON,
                                      testing::SourceDir() + "/tests/e2e/peers/aiosmtpd_sink.py",
                                      "--port", std::to_string(sink_port_), "--dir", sink_dir_,
                                      "--duration", "120"};
     if (!cert.empty()) {
       argv.insert(argv.end(), {"--tls-cert", cert, "--tls-key", key});
+    }
+    if (tls13_only) {
+      argv.push_back("--tls13-only");
     }
     auto p = std::make_unique<testing::Process>(argv);
     EXPECT_TRUE(testing::WaitForPort(sink_port_)) << p->Stderr();
@@ -104,6 +109,10 @@ class OutboundTlsTest : public ::testing::Test {
 
   std::unique_ptr<testing::Process> StartTlsSink() {
     return StartSink(certs_->server_cert, certs_->server_key);
+  }
+
+  std::unique_ptr<testing::Process> StartSinkTls13Only() {
+    return StartSink(certs_->server_cert, certs_->server_key, /*tls13_only=*/true);
   }
 
   // Messages the sink wrote, in arrival order.
@@ -219,6 +228,35 @@ TEST_F(OutboundTlsTest, MayDeliversToAPlaintextOnlyDownstream) {
   ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
   ASSERT_TRUE(WaitForLog(*moat, "status=sent")) << moat->Stderr();
   EXPECT_EQ(moat->Stderr().find("TLS connection established"), std::string::npos);
+}
+
+// Postfix's opportunistic TLS: a failed handshake is retried at once in plaintext on a
+// new connection. Here the sink speaks TLS 1.3 only and moat at most TLS 1.2.
+TEST_F(OutboundTlsTest, MayRetriesInPlaintextWhenTheHandshakeFails) {
+  Configure("smtp_tls_security_level = may\nsmtp_tls_protocols = <=TLSv1.2\n");
+  auto sink = StartSinkTls13Only();
+  auto moat = StartMoat();
+  SendMessages(1);
+  ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
+  EXPECT_NE(Received()[0].find("X-Envelope-TLS: none"), std::string::npos) << Received()[0];
+  ASSERT_TRUE(WaitForLog(*moat, "status=sent")) << moat->Stderr();
+  const std::string log = moat->Stderr();
+  EXPECT_NE(log.find("SSL_connect error to " + Relay()), std::string::npos) << log;
+  EXPECT_NE(log.find("trying again without TLS"), std::string::npos) << log;
+  EXPECT_EQ(log.find("status=deferred"), std::string::npos) << log;
+}
+
+TEST_F(OutboundTlsTest, EncryptDefersWhenTheHandshakeFails) {
+  Configure("smtp_tls_security_level = encrypt\nsmtp_tls_mandatory_protocols = <=TLSv1.2\n");
+  auto sink = StartSinkTls13Only();
+  auto moat = StartMoat();
+  SendMessages(1);
+  ASSERT_TRUE(WaitForLog(*moat, "status=deferred")) << moat->Stderr();
+  const std::string log = moat->Stderr();
+  EXPECT_NE(log.find("dsn=4.7.5"), std::string::npos) << log;
+  EXPECT_NE(log.find("(Cannot start TLS: handshake failure)"), std::string::npos) << log;
+  EXPECT_EQ(log.find("trying again without TLS"), std::string::npos) << log;
+  EXPECT_TRUE(Received().empty());
 }
 
 TEST_F(OutboundTlsTest, EncryptCarriesSeveralMessagesOverOneCachedTlsConnection) {

@@ -10,7 +10,7 @@ the project wrote). Writes every accepted message to DIR/<n>.eml as
 and keeps DIR/connections (the number of SMTP connections accepted so far) up to date.
 Options make it misbehave on purpose: --tempfail-first N answers 451 to the first N DATA
 commands' end of data; --reject-rcpt SUBSTR answers 550 5.1.1 to matching recipients.
---tls-cert/--tls-key offer STARTTLS (TLS 1.2+); then every message file gets a third
+--tls-cert/--tls-key offer STARTTLS (TLS 1.2+, or 1.3 only with --tls13-only); then every message file gets a third
 envelope line "X-Envelope-TLS: <protocol> <cipher>" or "X-Envelope-TLS: none", and the
 SNI host names clients sent are appended to DIR/sni, one per line.
 Runs until --duration seconds have passed (it always stops by itself).
@@ -100,12 +100,14 @@ def main():
     p.add_argument("--reject-rcpt", default="")
     p.add_argument("--tls-cert", default="")
     p.add_argument("--tls-key", default="")
+    p.add_argument("--tls13-only", action="store_true")
     a = p.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     context = None
     if a.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.minimum_version = (ssl.TLSVersion.TLSv1_3 if a.tls13_only
+                                   else ssl.TLSVersion.TLSv1_2)
         context.load_cert_chain(a.tls_cert, a.tls_key or a.tls_cert)
 
         def record_sni(ssl_object, server_name, ssl_context):
