@@ -130,6 +130,17 @@ class TlsTest : public ::testing::Test {
     return testing::Run(argv, "EHLO client.example.org\r\nQUIT\r\n", std::chrono::seconds(30));
   }
 
+  // The aiosmtpd sink (tests/e2e/peers/aiosmtpd_sink.py) on `port`, writing into `dir`
+  // (inbound-tls engineer's tests).
+  std::unique_ptr<testing::Process> StartSink(int port, const std::string& dir) {
+    std::filesystem::create_directories(dir);
+    auto sink = std::make_unique<testing::Process>(std::vector<std::string>{
+        MOAT_PYTHON, testing::SourceDir() + "/tests/e2e/peers/aiosmtpd_sink.py", "--port",
+        std::to_string(port), "--dir", dir, "--duration", "120"});
+    EXPECT_TRUE(testing::WaitForPort(port)) << sink->Stderr();
+    return sink;
+  }
+
   testing::TempDir certs_dir_;
   tls_testing::TestCerts certs_;
   testing::TempDir dir_;
@@ -443,7 +454,6 @@ std::vector<std::string> SinkMessages(const std::string& dir, size_t count) {
 TEST_F(TlsTest, ListedClientCertificateMayRelay) {
   const int sink_port = testing::FreePort();
   const std::string sink_dir = dir_.path() + "/sink";
-  std::filesystem::create_directories(sink_dir);
   dir_.Write("relay_clientcerts", certs_.client_fingerprint + " client.test\n");
   WriteConfig(absl::StrCat(
       "smtpd_tls_security_level = may\n"
@@ -455,10 +465,7 @@ TEST_F(TlsTest, ListedClientCertificateMayRelay) {
       "defer_unauth_destination\n"
       "smtpd_recipient_restrictions =\n"
       "relayhost = [127.0.0.1]:", sink_port, "\n"));
-  testing::Process sink({MOAT_PYTHON, testing::SourceDir() + "/tests/e2e/peers/aiosmtpd_sink.py",
-                         "--port", std::to_string(sink_port), "--dir", sink_dir, "--duration",
-                         "120"});
-  ASSERT_TRUE(testing::WaitForPort(sink_port)) << sink.Stderr();
+  auto sink = StartSink(sink_port, sink_dir);
   auto server = StartServer();
   testing::RunResult r = testing::Run(
       {MOAT_PYTHON, "-c", absl::StrCat(kPythonPrelude, R"PY(
@@ -524,13 +531,9 @@ print(attempt(None, None))
 TEST_F(TlsTest, ReceivedHeaderHasNoTlsClauseByDefault) {
   const int sink_port = testing::FreePort();
   const std::string sink_dir = dir_.path() + "/sink";
-  std::filesystem::create_directories(sink_dir);
   WriteConfig(absl::StrCat("smtpd_tls_security_level = may\n"
                            "relayhost = [127.0.0.1]:", sink_port, "\n"));
-  testing::Process sink({MOAT_PYTHON, testing::SourceDir() + "/tests/e2e/peers/aiosmtpd_sink.py",
-                         "--port", std::to_string(sink_port), "--dir", sink_dir, "--duration",
-                         "120"});
-  ASSERT_TRUE(testing::WaitForPort(sink_port)) << sink.Stderr();
+  auto sink = StartSink(sink_port, sink_dir);
   auto server = StartServer();
   testing::RunResult r = Python(R"PY(
 ca, port = sys.argv[1], int(sys.argv[2])

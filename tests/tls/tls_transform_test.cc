@@ -396,47 +396,63 @@ TEST_F(TlsTransformTest, RotatedKeysStillResumeOnceThenExpire) {
   wolfSSL_SESSION_free(session);
 }
 
-TEST_F(TlsTransformTest, ClientCertificateFingerprintMatchesOpenssl) {
+// smtpd_tls_ask_ccert = yes (and smtpd_tls_CAfile = the test CA unless `ca_file` is false).
+ServerOptions AskCcert(const TestCerts& certs, bool ca_file = true) {
   ServerOptions options;
   options.ask_client_cert = true;
-  options.ca_file = certs_.ca;
-  auto context = MakeContext(options);
-  ASSERT_NE(context, nullptr);
-  TlsTransform server(context, nullptr);
+  options.ca_file = ca_file ? certs.ca : "";
+  return options;
+}
+
+// One handshake against `context` of a client presenting `cert`/`key` (none when empty),
+// resuming `resume` if set. Returns the server's facts; `*keep` (if given) gets the
+// client's session for a later resumption (free it with wolfSSL_SESSION_free).
+HandshakeInfo ClientCertHandshake(std::shared_ptr<const ServerContext> context,
+                                  const std::string& cert, const std::string& key,
+                                  WOLFSSL_SESSION* resume = nullptr,
+                                  WOLFSSL_SESSION** keep = nullptr) {
+  TlsTransform server(std::move(context), nullptr);
   MemoryClient::Options o;
-  o.cert_file = certs_.client_cert;
-  o.key_file = certs_.client_key;
+  o.cert_file = cert;
+  o.key_file = key;
+  o.session = resume;
   MemoryClient client(o);
   std::string plain;
-  ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
+  EXPECT_TRUE(client.Handshake(server, &plain)) << server.error();
+  if (keep != nullptr) {
+    client.ReadAll();  // the TLS 1.3 ticket
+    *keep = wolfSSL_get1_session(client.ssl());
+  }
+  return server.info();
+}
+
+TEST_F(TlsTransformTest, ClientCertificateFingerprintMatchesOpenssl) {
+  auto context = MakeContext(AskCcert(certs_));
+  ASSERT_NE(context, nullptr);
+  HandshakeInfo info = ClientCertHandshake(context, certs_.client_cert, certs_.client_key);
   ASSERT_FALSE(certs_.client_fingerprint.empty());
-  EXPECT_EQ(server.info().peer_fingerprint, certs_.client_fingerprint);
+  EXPECT_EQ(info.peer_fingerprint, certs_.client_fingerprint);
   ASSERT_FALSE(certs_.client_pkey_fingerprint.empty());
-  EXPECT_EQ(server.info().peer_pkey_fingerprint, certs_.client_pkey_fingerprint);
-  EXPECT_NE(server.info().peer_pkey_fingerprint, server.info().peer_fingerprint);
-  EXPECT_TRUE(server.info().client_cert_requested);
-  EXPECT_TRUE(server.info().peer_verified);  // signed by smtpd_tls_CAfile
-  EXPECT_EQ(server.info().peer_cn, "client.test");
-  EXPECT_EQ(server.info().issuer_cn, "moat test CA");
+  EXPECT_EQ(info.peer_pkey_fingerprint, certs_.client_pkey_fingerprint);
+  EXPECT_NE(info.peer_pkey_fingerprint, info.peer_fingerprint);
+  EXPECT_TRUE(info.client_cert_requested);
+  EXPECT_TRUE(info.peer_verified);  // signed by smtpd_tls_CAfile
+  EXPECT_EQ(info.peer_cn, "client.test");
+  EXPECT_EQ(info.issuer_cn, "moat test CA");
 
   // Asked, not required: a client without a certificate still gets TLS.
-  TlsTransform server2(context, nullptr);
-  MemoryClient anonymous({});
-  ASSERT_TRUE(anonymous.Handshake(server2, &plain)) << server2.error();
-  EXPECT_TRUE(server2.info().peer_fingerprint.empty());
-  EXPECT_TRUE(server2.info().peer_pkey_fingerprint.empty());
-  EXPECT_FALSE(server2.info().peer_verified);
-  EXPECT_TRUE(server2.info().client_cert_requested);
+  HandshakeInfo anonymous = ClientCertHandshake(context, "", "");
+  EXPECT_TRUE(anonymous.peer_fingerprint.empty());
+  EXPECT_TRUE(anonymous.peer_pkey_fingerprint.empty());
+  EXPECT_FALSE(anonymous.peer_verified);
+  EXPECT_TRUE(anonymous.client_cert_requested);
 }
 
 // A ticket-resumed session with a client certificate: wolfSSL restores the certificate
 // from the ticket (the fingerprints stay) but runs no verification, so nothing resumed is
 // "trusted" (fail closed: an untrusted certificate must never become trusted by resuming).
 TEST_F(TlsTransformTest, ResumedSessionKeepsFingerprintsButIsNeverTrusted) {
-  ServerOptions options;
-  options.ask_client_cert = true;
-  options.ca_file = certs_.ca;
-  auto context = MakeContext(options);
+  auto context = MakeContext(AskCcert(certs_));
   ASSERT_NE(context, nullptr);
   struct Case {
     std::string cert, key;
@@ -444,89 +460,53 @@ TEST_F(TlsTransformTest, ResumedSessionKeepsFingerprintsButIsNeverTrusted) {
   };
   for (const Case& c : {Case{certs_.client_cert, certs_.client_key, true},
                         Case{certs_.other_cert, certs_.other_key, false}}) {
-    MemoryClient::Options o;
-    o.cert_file = c.cert;
-    o.key_file = c.key;
     WOLFSSL_SESSION* session = nullptr;
-    {
-      TlsTransform server(context, nullptr);
-      MemoryClient client(o);
-      std::string plain;
-      ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
-      EXPECT_FALSE(server.info().resumed);
-      EXPECT_EQ(server.info().peer_verified, c.first_verified) << c.cert;
-      client.ReadAll();  // the TLS 1.3 ticket
-      session = wolfSSL_get1_session(client.ssl());
-    }
+    HandshakeInfo first = ClientCertHandshake(context, c.cert, c.key, nullptr, &session);
+    EXPECT_FALSE(first.resumed);
+    EXPECT_EQ(first.peer_verified, c.first_verified) << c.cert;
     ASSERT_NE(session, nullptr);
-    TlsTransform server(context, nullptr);
-    o.session = session;
-    MemoryClient client(o);
-    std::string plain;
-    ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
-    EXPECT_TRUE(server.info().resumed);
-    EXPECT_EQ(server.info().peer_fingerprint,
-              tls_testing::OpensslFingerprint(c.cert, "sha256", false));
-    EXPECT_EQ(server.info().peer_pkey_fingerprint,
+    HandshakeInfo again = ClientCertHandshake(context, c.cert, c.key, session);
+    EXPECT_TRUE(again.resumed);
+    EXPECT_EQ(again.peer_fingerprint, tls_testing::OpensslFingerprint(c.cert, "sha256", false));
+    EXPECT_EQ(again.peer_pkey_fingerprint,
               tls_testing::OpensslFingerprint(c.cert, "sha256", true));
-    EXPECT_FALSE(server.info().peer_verified) << c.cert;
+    EXPECT_FALSE(again.peer_verified) << c.cert;
     wolfSSL_SESSION_free(session);
   }
 }
 
 TEST_F(TlsTransformTest, SelfSignedClientCertificateIsAcceptedButUntrusted) {
-  ServerOptions options;
-  options.ask_client_cert = true;
-  options.ca_file = certs_.ca;
-  auto context = MakeContext(options);
+  auto context = MakeContext(AskCcert(certs_));
   ASSERT_NE(context, nullptr);
-  TlsTransform server(context, nullptr);
-  MemoryClient::Options o;
-  o.cert_file = certs_.other_cert;  // self-signed, not from the CA
-  o.key_file = certs_.other_key;
-  MemoryClient client(o);
-  std::string plain;
-  ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
-  EXPECT_EQ(server.info().peer_fingerprint,
+  // Self-signed, not from the CA.
+  HandshakeInfo info = ClientCertHandshake(context, certs_.other_cert, certs_.other_key);
+  EXPECT_EQ(info.peer_fingerprint,
             tls_testing::OpensslFingerprint(certs_.other_cert, "sha256", false));
-  EXPECT_FALSE(server.info().peer_verified);
-  EXPECT_EQ(server.info().peer_cn, "other.test");
+  EXPECT_FALSE(info.peer_verified);
+  EXPECT_EQ(info.peer_cn, "other.test");
 }
 
 TEST_F(TlsTransformTest, WithoutCaFileNoCertificateIsTrusted) {
-  ServerOptions options;
-  options.ask_client_cert = true;
+  ServerOptions options = AskCcert(certs_, /*ca_file=*/false);
   options.fingerprint_digest = "sha1";
   auto context = MakeContext(options);
   ASSERT_NE(context, nullptr);
-  TlsTransform server(context, nullptr);
-  MemoryClient::Options o;
-  o.cert_file = certs_.client_cert;
-  o.key_file = certs_.client_key;
-  MemoryClient client(o);
-  std::string plain;
-  ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
-  EXPECT_FALSE(server.info().peer_verified);
+  HandshakeInfo info = ClientCertHandshake(context, certs_.client_cert, certs_.client_key);
+  EXPECT_FALSE(info.peer_verified);
   // smtpd_tls_fingerprint_digest = sha1: 20 bytes, as openssl computes them.
-  EXPECT_EQ(server.info().peer_fingerprint,
+  EXPECT_EQ(info.peer_fingerprint,
             tls_testing::OpensslFingerprint(certs_.client_cert, "sha1", false));
-  EXPECT_EQ(server.info().peer_pkey_fingerprint,
+  EXPECT_EQ(info.peer_pkey_fingerprint,
             tls_testing::OpensslFingerprint(certs_.client_cert, "sha1", true));
-  EXPECT_EQ(server.info().peer_fingerprint.size(), 20u * 3 - 1);
+  EXPECT_EQ(info.peer_fingerprint.size(), 20u * 3 - 1);
 }
 
 TEST_F(TlsTransformTest, NoCertificateRequestedByDefault) {
   auto context = MakeContext();
   ASSERT_NE(context, nullptr);
-  TlsTransform server(context, nullptr);
-  MemoryClient::Options o;
-  o.cert_file = certs_.client_cert;
-  o.key_file = certs_.client_key;
-  MemoryClient client(o);
-  std::string plain;
-  ASSERT_TRUE(client.Handshake(server, &plain)) << server.error();
-  EXPECT_FALSE(server.info().client_cert_requested);
-  EXPECT_TRUE(server.info().peer_fingerprint.empty());  // never sent: not asked
+  HandshakeInfo info = ClientCertHandshake(context, certs_.client_cert, certs_.client_key);
+  EXPECT_FALSE(info.client_cert_requested);
+  EXPECT_TRUE(info.peer_fingerprint.empty());  // never sent: not asked
 }
 
 TEST(FingerprintTest, PostfixFormat) {
