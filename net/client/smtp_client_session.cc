@@ -353,13 +353,7 @@ void SmtpClientSession::OnTlsEstablished(bool verified) {
 void SmtpClientSession::OnTlsFailed(std::string_view why) {
   MOAT_CHECK(phase_ == Phase::kTlsHandshake);
   (void)why;  // the driver logs it; the reason is Postfix's fixed text
-  FailPending(Outcome::kDeferred, "4.7.5", "Cannot start TLS: handshake failure", "", true);
-  transaction_done_ = true;
-  in_transaction_ = false;
-  reusable_ = false;
-  expect_.clear();
-  unsent_.clear();
-  phase_ = Phase::kClosed;
+  LoseConnection("Cannot start TLS: handshake failure", "4.7.5");
 }
 
 void SmtpClientSession::ParseEhlo(const Reply& reply) {
@@ -746,8 +740,8 @@ bool SmtpClientSession::OnTimeout(Phase armed_for) {
   }
 }
 
-void SmtpClientSession::LoseConnection(std::string_view reason) {
-  FailPending(Outcome::kDeferred, "4.4.2", reason, "", true);
+void SmtpClientSession::LoseConnection(std::string_view reason, std::string_view dsn) {
+  FailPending(Outcome::kDeferred, dsn, reason, "", true);
   transaction_done_ = true;
   in_transaction_ = false;
   reusable_ = false;

@@ -242,7 +242,7 @@ class SmtpClientSession {
   // Fails the recipients RCPT accepted (MAIL/DATA/end-of-data failures apply to all).
   void FailAccepted(const Reply& reply, std::string_view command);
   // Connection-level trouble: defer pending recipients, close.
-  void LoseConnection(std::string_view reason);
+  void LoseConnection(std::string_view reason, std::string_view dsn = "4.4.2");
   std::string Where() const;  // "sending RCPT TO", ... for lost-connection texts
   std::string SaidText(const Reply& reply, std::string_view command) const;
 
