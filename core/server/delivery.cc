@@ -341,8 +341,11 @@ class OutboundConnection {
       send_offset_ = 0;
       SubmitSend();
     }
-    if (setup_done_ == absl::InfinitePast() && session_.phase() != client::Phase::kConnecting &&
-        session_.phase() != client::Phase::kGreeting && session_.phase() != client::Phase::kHelo) {
+    // Connection set-up includes STARTTLS and the TLS handshake (Postfix's delays "c").
+    const client::Phase phase = session_.phase();
+    if (setup_done_ == absl::InfinitePast() && phase != client::Phase::kConnecting &&
+        phase != client::Phase::kGreeting && phase != client::Phase::kHelo &&
+        phase != client::Phase::kStartTls && phase != client::Phase::kTlsHandshake) {
       setup_done_ = absl::Now();
     }
     if (job_active() && session_.TransactionDone()) {
