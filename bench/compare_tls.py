@@ -270,13 +270,7 @@ def main(args, cmp):
     except KeyboardInterrupt:
         cmp.log("interrupted: cleaning up")
     finally:
-        for p in list(cmp.started):
-            cmp.stop(p)
-        for action in reversed(cmp.cleanup_actions):
-            try:
-                action()
-            except Exception as e:  # cleanup must go on
-                cmp.log(f"cleanup: {e}")
+        cmp.cleanup_all()
     results["loadavg_end"] = os.getloadavg()
     table = render(cmp, results)
     print(table)
