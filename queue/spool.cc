@@ -425,6 +425,11 @@ const CommitBatch* Spool::PrepareCommit() {
   // Frame each record now that its segment (and so the checksum seed) is known. The content is
   // hashed in place and written from the caller's buffer: never copied.
   XXH3_state_t state;
+  // REQUIRED for a state on the stack (xxhash.h): reset_withSeed() derives the secret from the
+  // seed only when state.seed differs from it, so stack garbage equal to the salt (an earlier
+  // batch's state in the same slot) kept a stale secret and wrote records whose checksum recovery
+  // can never match (the kill -9 e2e test's lost messages; SpoolTest.RecordChecksums...).
+  XXH3_INITSTATE(&state);
   for (Pending& p : batch_records_) {
     if (p.owns_content) {
       p.content = p.owned_content;
