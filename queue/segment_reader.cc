@@ -211,7 +211,7 @@ absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const Sca
     reporter.Corruption(
         path, pos, result.dropped_bytes,
         absl::DataLossError(options.truncate_torn_tail ? "torn tail: dropped, file truncated"
-                                                       : "torn tail: ignored"));
+                                                       : "torn tail: dropped, bytes left in place"));
     if (options.truncate_torn_tail) {
       if (ftruncate(fd, static_cast<off_t>(pos)) != 0 || fsync(fd) != 0) {
         return ErrnoStatus("truncate", path, errno);

@@ -188,7 +188,10 @@ absl::Status Spool::Recover(Reporter& reporter) {
       }
     };
     ScanOptions scan_options;
-    scan_options.truncate_torn_tail = !options_.read_only;
+    // Never truncate: a recovered segment is never appended to again (the shard starts a new
+    // one), so a torn tail costs nothing where it is, and bytes that fail verification (such as
+    // an acknowledged record with a bad checksum) stay for the operator instead of being erased.
+    scan_options.truncate_torn_tail = false;
     absl::StatusOr<SegmentScanResult> scan = ScanSegment(path, scan_options, reporter, visit);
     if (!scan.ok() && absl::IsNotFound(scan.status())) {
       // Never written (an unused spare, or created just before a crash): nothing to recover.

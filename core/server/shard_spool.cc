@@ -163,6 +163,13 @@ void ShardSpool::StartCommit() {
 }
 
 void ShardSpool::SubmitWriteAndSync() {
+  // The write and its fdatasync must go to the kernel in the same submission: a link that ends
+  // at a submission boundary is cut there, the fdatasync would then run beside the write (both
+  // on io-wq) and could complete first, acknowledging bytes not yet written. Reactor::GetSqe()
+  // submits when the SQ is full, so make room for both first (as Reactor::WriteThenDatasync).
+  if (io_uring_sq_space_left(reactor_->ring()) < 2) {
+    io_uring_submit(reactor_->ring());
+  }
   io_uring_sqe* sqe = reactor_->Writev(&write_op_, batch_->fd, batch_->iov.data(),
                                        static_cast<uint32_t>(batch_->iov.size()), batch_->offset);
   sqe->flags |= IOSQE_IO_LINK;
