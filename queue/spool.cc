@@ -554,15 +554,18 @@ absl::StatusOr<size_t> Spool::ReclaimSegments() {
   if (options_.read_only) {
     return absl::FailedPreconditionError("spool: opened read-only");
   }
+  // The current segment too, when nothing is staged or in flight: an idle relay with an empty
+  // queue then holds no segment at all, and the next message opens a new one.
+  const bool busy = in_flight_ || !pending_.empty();
   std::vector<uint64_t> segments =
-      index_.ReclaimableSegments(segment_.sealed ? 0 : segment_.number);
+      index_.ReclaimableSegments(segment_.sealed || !busy ? 0 : segment_.number);
   size_t removed = 0;
   for (uint64_t number : segments) {
-    if (number == segment_.number && (in_flight_ || !pending_.empty())) {
+    if (number == segment_.number && busy) {
       continue;
     }
     if (number == segment_.number) {
-      CloseSegment();
+      CloseSegment();  // sealed: the next batch starts a new segment
     }
     std::string path = SegmentPath(number);
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {

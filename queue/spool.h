@@ -164,7 +164,10 @@ class Spool {
   // Reads a queued message's content back from its segment and verifies its checksum.
   // Control side; blocks.
   absl::StatusOr<std::string> ReadContent(const QueuedMessage& message) const;
-  // Deletes every segment the index says is reclaimable; returns how many. Control side; blocks.
+  // Deletes every segment the index says is reclaimable; returns how many. The current segment
+  // counts too when nothing is staged or in flight (it is sealed first, so the next batch opens
+  // a new one): an idle spool with every message final holds no file. Blocks (unlink + fsync of
+  // the directory); the shard calls it every few seconds at most (DeliveryPipeline).
   absl::StatusOr<size_t> ReclaimSegments();
 
  private:

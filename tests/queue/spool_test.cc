@@ -624,5 +624,47 @@ TEST_F(SpoolTest, RecordChecksumsDoNotDependOnStackContents) {
   }
 }
 
+// An idle spool whose every message is final holds no file: the current segment is reclaimed
+// too (sealed first), and the next message opens a new segment that recovery finds.
+TEST_F(SpoolTest, IdleSpoolWithEverythingFinalKeepsNoSegment) {
+  SpoolOptions options = Options();
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string id = spool->NewQueueId();
+  std::string content = MakeContent("idle@example", 700);
+  uint64_t sequence = spool->Stage(MakeEnvelope(id, 1), content).sequence;
+  BlockingCommitter::CommitAll(*spool);
+  uint64_t first = spool->current_segment();
+  ASSERT_EQ(SegmentFiles(options).size(), 1u);
+  absl::StatusOr<size_t> removed = spool->ReclaimSegments();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 0u) << "a pending message keeps its segment";
+
+  spool->StageOutcome({sequence, id, 0, Outcome::kDelivered, 1, "250 ok"});
+  removed = spool->ReclaimSegments();
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 0u) << "a staged (not yet durable) outcome keeps the segment";
+  BlockingCommitter::CommitAll(*spool);
+  removed = spool->ReclaimSegments();
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 1u);
+  EXPECT_TRUE(SegmentFiles(options).empty());
+
+  std::string next_id = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(next_id, 1), content);
+  std::vector<TicketResult> results;
+  BlockingCommitter::CommitAll(*spool);
+  spool->TakeResults(&results);
+  ASSERT_FALSE(results.empty());
+  EXPECT_EQ(results.back().error, 0);
+  EXPECT_GT(spool->current_segment(), first) << "a new segment, never the deleted one";
+  spool.reset();
+  spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_EQ(spool->index().Find(id), nullptr);
+  ASSERT_NE(spool->index().Find(next_id), nullptr);
+  EXPECT_EQ(spool->index().pending_messages(), 1u);
+}
+
 }  // namespace
 }  // namespace moat::queue
