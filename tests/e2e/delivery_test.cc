@@ -301,7 +301,7 @@ TEST_F(DeliveryTest, SpoolDiskUsageReturnsToNearZeroWhenEverythingIsDelivered) {
 // It once lost messages whose records were whole on disk but carried a wrong checksum (an
 // uninitialised XXH3 state in Spool::PrepareCommit; SpoolTest.RecordChecksumsDoNotDependOnStack-
 // Contents is the deterministic test of that cause). The kill only made recovery read them.
-TEST_F(DeliveryTest, DISABLED_KillDashNineDuringDeliveryLosesNothing) {
+TEST_F(DeliveryTest, KillDashNineDuringDeliveryLosesNothing) {
   Configure();
   auto sink = StartSink();
   constexpr int kMessages = 60;
