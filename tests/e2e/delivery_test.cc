@@ -219,6 +219,9 @@ TEST_F(DeliveryTest, TemporaryFailureIsRetriedUntilItSucceeds) {
   ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
   ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", "user@example.com", Message(7))), 250);
   ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
+  // The sink writes the message before it answers 250, and moat logs status=sent only after it
+  // read that reply: wait for the line rather than race it.
+  ASSERT_TRUE(WaitForLog(*moat, "status=sent")) << moat->Stderr();
   std::string log = moat->Stderr();
   size_t deferred = log.find("status=deferred");
   size_t sent = log.find("status=sent");
@@ -246,7 +249,7 @@ TEST_F(DeliveryTest, PermanentFailureBouncesToTheSenderFromTheNullSender) {
   EXPECT_NE(dsn.find("report-type=delivery-status"), std::string::npos) << dsn;
   EXPECT_NE(dsn.find("Status: 5.1.1"), std::string::npos) << dsn;
   EXPECT_NE(dsn.find("Message-ID: <9@test>"), std::string::npos) << "original headers";
-  EXPECT_NE(moat->Stderr().find("status=bounced"), std::string::npos) << moat->Stderr();
+  EXPECT_TRUE(WaitForLog(*moat, "status=bounced")) << moat->Stderr();
   // A bounce is never bounced: the null sender gets no notification.
 }
 
