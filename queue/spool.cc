@@ -325,10 +325,28 @@ void Spool::AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd) {
   MOAT_CHECK(spare_requested_);
   spare_requested_ = false;
   if (!fd.ok()) {
-    log::Warning("spool: shard %d: spare segment %d: %s", options_.shard, number,
-                 std::string(fd.status().message()));
-    return;  // the next roll-over creates its segment inline
+    const bool taken = fd.status().code() == absl::StatusCode::kAlreadyExists;
+    if (inline_segments_) {
+      log::Warning("spool: shard %d: spare segment %d: %s", options_.shard, number,
+                   std::string(fd.status().message()));
+      return;  // the next roll-over creates its segment inline
+    }
+    // No inline creation: staged records wait for this file. A number left by an earlier run
+    // (an unreadable segment) is skipped and the next one asked for, a bounded number of
+    // times; any other failure fails what waits, as an inline creation would.
+    if (taken && ++spare_failures_ < 16) {
+      return;
+    }
+    spare_failures_ = 0;
+    if (NeedsSegment()) {
+      FailPending(fd.status());
+    } else {
+      log::Warning("spool: shard %d: spare segment %d: %s", options_.shard, number,
+                   std::string(fd.status().message()));
+    }
+    return;
   }
+  spare_failures_ = 0;
   if (number < segment_.number) {
     // A segment was created inline meanwhile; segments are used in number order, so this one
     // comes too late. Never written: remove it.
@@ -381,22 +399,51 @@ absl::Status Spool::StartSegment() {
   return absl::OkStatus();
 }
 
+bool Spool::NextBatchStartsSegment() const {
+  if (pending_.empty()) {
+    return false;
+  }
+  uint64_t first_bytes = RecordBytes(pending_.front().payload_bytes);
+  bool segment_empty = !segment_.header_written || segment_.records == 0;
+  return segment_.sealed || segment_.fd < 0 ||
+         (!segment_empty && segment_.offset + first_bytes > options_.segment_bytes);
+}
+
+bool Spool::NeedsSegment() const {
+  return !in_flight_ && spare_.fd < 0 && NextBatchStartsSegment();
+}
+
+bool Spool::ShouldPrepareSpare() const {
+  if (!WantsSpareSegment()) {
+    return false;
+  }
+  if (NeedsSegment()) {
+    return true;
+  }
+  // Half way through the current segment: the next roll-over will find its file ready.
+  return !segment_.sealed && segment_.fd >= 0 && segment_.offset * 2 >= options_.segment_bytes;
+}
+
+void Spool::FailPending(const absl::Status& status) {
+  int err = status.code() == absl::StatusCode::kResourceExhausted ? ENOSPC : EIO;
+  log::Error("spool: shard %d: %s: failing %d staged records", options_.shard,
+             std::string(status.message()), pending_.size());
+  for (const Pending& p : pending_) {
+    results_.push_back({p.sequence, err});
+  }
+  pending_.clear();
+}
+
 const CommitBatch* Spool::PrepareCommit() {
   if (in_flight_ || pending_.empty()) {
     return nullptr;
   }
-  uint64_t first_bytes = RecordBytes(pending_.front().payload_bytes);
-  bool segment_empty = !segment_.header_written || segment_.records == 0;
-  if (segment_.sealed || segment_.fd < 0 ||
-      (!segment_empty && segment_.offset + first_bytes > options_.segment_bytes)) {
+  if (NextBatchStartsSegment()) {
+    if (spare_.fd < 0 && !inline_segments_) {
+      return nullptr;  // the driver prepares a spare (ShouldPrepareSpare()); the records wait
+    }
     if (absl::Status status = StartSegment(); !status.ok()) {
-      int err = status.code() == absl::StatusCode::kResourceExhausted ? ENOSPC : EIO;
-      log::Error("spool: shard %d: %s: failing %d staged records", options_.shard,
-                 std::string(status.message()), pending_.size());
-      for (const Pending& p : pending_) {
-        results_.push_back({p.sequence, err});
-      }
-      pending_.clear();
+      FailPending(status);
       return nullptr;
     }
   }
@@ -550,35 +597,53 @@ absl::StatusOr<std::string> Spool::ReadContent(const QueuedMessage& message) con
   return std::string(content);
 }
 
-absl::StatusOr<size_t> Spool::ReclaimSegments() {
+std::vector<std::string> Spool::TakeReclaimableSegments() {
+  std::vector<std::string> paths;
   if (options_.read_only) {
-    return absl::FailedPreconditionError("spool: opened read-only");
+    return paths;
   }
   // The current segment too, when nothing is staged or in flight: an idle relay with an empty
   // queue then holds no segment at all, and the next message opens a new one.
   const bool busy = in_flight_ || !pending_.empty();
   std::vector<uint64_t> segments =
       index_.ReclaimableSegments(segment_.sealed || !busy ? 0 : segment_.number);
-  size_t removed = 0;
+  bool current_gone = false;
   for (uint64_t number : segments) {
     if (number == segment_.number && busy) {
       continue;
     }
     if (number == segment_.number) {
       CloseSegment();  // sealed: the next batch starts a new segment
+      current_gone = true;
     }
-    std::string path = SegmentPath(number);
+    paths.push_back(SegmentPath(number));
+    index_.RemoveSegment(number);
+    salts_.erase(number);
+  }
+  if (current_gone && spare_.fd >= 0) {
+    // Idle and empty: no preallocated spare sits on the disk either. The next message's
+    // segment is created when it comes.
+    close(spare_.fd);
+    paths.push_back(SegmentPath(spare_.number));
+    spare_ = {};
+  }
+  return paths;
+}
+
+absl::StatusOr<size_t> Spool::ReclaimSegments() {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError("spool: opened read-only");
+  }
+  std::vector<std::string> paths = TakeReclaimableSegments();
+  for (const std::string& path : paths) {
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {
       return ErrnoStatus("spool: unlink", path, errno);
     }
-    index_.RemoveSegment(number);
-    salts_.erase(number);
-    ++removed;
   }
-  if (removed > 0 && fsync(directory_fd_) != 0) {
+  if (!paths.empty() && fsync(directory_fd_) != 0) {
     return ErrnoStatus("spool: fsync", options_.directory, errno);
   }
-  return removed;
+  return paths.size();
 }
 
 }  // namespace moat::queue

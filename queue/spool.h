@@ -23,9 +23,10 @@
 // The iovecs of a CommitBatch stay valid until OnCommitDone().
 //
 // Blocking calls: Open() (recovery), ReadContent() and ReclaimSegments() are control-side and
-// block. PrepareCommit() blocks only when it starts a new segment and no spare segment was
-// prepared (see WantsSpareSegment()); the directory fsync of a new segment is left to the driver
-// (directory_fd).
+// block. PrepareCommit() blocks only when it starts a new segment, no spare segment was
+// prepared (see WantsSpareSegment()) and inline creation is on; the directory fsync of a new
+// segment is left to the driver (directory_fd). The shard turns inline creation off and drives
+// segment creation and reclamation through its ring (core/server/shard_spool.h).
 #pragma once
 
 #include <sys/uio.h>
@@ -151,6 +152,17 @@ class Spool {
   bool WantsSpareSegment() const;
   SpareRequest RequestSpareSegment();  // REQUIRES: WantsSpareSegment()
   void AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd);
+  // A driver that never lets PrepareCommit() block (the shard) turns inline creation off:
+  // PrepareCommit() then returns nullptr while the next batch needs a new segment and no spare
+  // is ready, and the staged records wait for AdoptSpareSegment(). An adopted failure then
+  // fails them (ENOSPC or EIO), except a taken number (kAlreadyExists), which is skipped: the
+  // driver asks again, at most 16 times in a row.
+  void set_inline_segment_creation(bool on) { inline_segments_ = on; }
+  // Staged records wait for a new segment and no spare is ready.
+  bool NeedsSegment() const;
+  // The driver should request a spare now: one is needed, or the current segment is half full.
+  // An idle spool never asks (no 64 MiB file waits on an empty disk).
+  bool ShouldPrepareSpare() const;
   // Creates (O_EXCL) and preallocates a segment file; returns its fd. Blocks; thread-safe.
   static absl::StatusOr<int> CreateSegmentFile(const std::string& path, uint64_t bytes,
                                                bool preallocate);
@@ -159,6 +171,7 @@ class Spool {
   QueueIndex& index() { return index_; }
   const RecoveryStats& recovery_stats() const { return recovery_stats_; }
   uint64_t current_segment() const { return segment_.number; }
+  int directory_fd() const { return directory_fd_; }  // for the driver's directory fsyncs
   std::string SegmentPath(uint64_t segment) const;
 
   // Reads a queued message's content back from its segment and verifies its checksum.
@@ -167,8 +180,12 @@ class Spool {
   // Deletes every segment the index says is reclaimable; returns how many. The current segment
   // counts too when nothing is staged or in flight (it is sealed first, so the next batch opens
   // a new one): an idle spool with every message final holds no file. Blocks (unlink + fsync of
-  // the directory); the shard calls it every few seconds at most (DeliveryPipeline).
+  // the directory): for tools and tests; the shard uses TakeReclaimableSegments() on its ring.
   absl::StatusOr<size_t> ReclaimSegments();
+  // The non-blocking half of ReclaimSegments(): forgets the reclaimable segments (and an unused
+  // spare once the spool is empty) and returns their paths, oldest first, for the driver to
+  // unlink in that order and then fsync the directory (the shard does both on its ring).
+  std::vector<std::string> TakeReclaimableSegments();
 
  private:
   struct Pending {
@@ -198,6 +215,8 @@ class Spool {
   Ticket StageMessage(MessageEnvelope&& envelope, std::string_view content, std::string* owned);
   Ticket Enqueue(Pending&& pending);
   absl::Status StartSegment();
+  bool NextBatchStartsSegment() const;
+  void FailPending(const absl::Status& status);
   void CloseSegment();
 
   SpoolOptions options_;
@@ -214,6 +233,8 @@ class Spool {
   };
   Spare spare_;
   bool spare_requested_ = false;
+  bool inline_segments_ = true;
+  int spare_failures_ = 0;
   absl::flat_hash_map<uint64_t, uint64_t> salts_;  // segment number -> salt
   // alloc: staged records; bounded by the sessions waiting for their 250 on this shard.
   std::deque<Pending> pending_;

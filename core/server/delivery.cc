@@ -899,20 +899,15 @@ void DeliveryPipeline::Retire(OutboundConnection* connection) {
 }
 
 void DeliveryPipeline::MaybeReclaim() {
-  // Deleting fully delivered segments unlinks files: a blocking call, so it runs at most
-  // every few seconds, and only after messages became final.
+  // Deleting fully delivered segments: unlinks on the ring (never blocks), at most every few
+  // seconds, and only after messages became final.
   const absl::Time now = absl::Now();
   if (!reclaim_due_ || now - last_reclaim_ < absl::Seconds(5) || !spool_.Idle()) {
     return;
   }
   reclaim_due_ = false;
   last_reclaim_ = now;
-  absl::StatusOr<size_t> reclaimed = spool_.spool().ReclaimSegments();
-  if (!reclaimed.ok()) {
-    log::Warning("spool: reclaiming segments: %s", reclaimed.status().message());
-  } else if (*reclaimed > 0) {
-    log::Info("spool: %d segments reclaimed", *reclaimed);
-  }
+  spool_.Reclaim();  // unlinks on the ring; logs what it removed
 }
 
 void DeliveryPipeline::Stop() {

@@ -3,10 +3,14 @@
 
 #include <liburing.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstring>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "core/log/assert.h"
 #include "core/log/log.h"
@@ -66,6 +70,7 @@ queue::MessageEnvelope ToEnvelope(net::AcceptedMessage& m) {
 
 ShardSpool::ShardSpool(std::unique_ptr<queue::Spool> spool) : spool_(std::move(spool)) {
   MOAT_CHECK(spool_ != nullptr);
+  spool_->set_inline_segment_creation(false);  // segments are made on the ring
 }
 
 ShardSpool::~ShardSpool() {
@@ -142,10 +147,13 @@ void ShardSpool::Detach(const net::SmtpSession* session) {
   by_session_.erase(it);
 }
 
-bool ShardSpool::Idle() const { return batch_ == nullptr && !spool_->HasPending(); }
+bool ShardSpool::Idle() const {
+  return batch_ == nullptr && !spool_->HasPending() && !spare_in_flight_ && !reclaim_in_flight_;
+}
 
 void ShardSpool::OnTurn() {
-  if (batch_ == nullptr && spool_->HasPending()) {
+  MaybePrepareSpare();
+  if (batch_ == nullptr && spool_->HasPending() && !spool_->NeedsSegment()) {
     StartCommit();
   }
 }
@@ -153,8 +161,10 @@ void ShardSpool::OnTurn() {
 void ShardSpool::StartCommit() {
   batch_ = spool_->PrepareCommit();
   if (batch_ == nullptr) {
-    // Nothing to write, or no segment could be created: the tickets failed already.
+    // Nothing to write, a new segment is still on its way, or no segment could be created (the
+    // tickets failed already).
     DeliverResults();
+    MaybePrepareSpare();
     return;
   }
   write_error_ = 0;
@@ -178,7 +188,126 @@ void ShardSpool::SubmitWriteAndSync() {
 
 void ShardSpool::Op::Complete(int32_t res, uint32_t /*flags*/) { spool->OnStep(step, res); }
 
+void ShardSpool::MaybePrepareSpare() {
+  if (spare_in_flight_ || reactor_ == nullptr || !spool_->ShouldPrepareSpare()) {
+    return;
+  }
+  spare_request_ = spool_->RequestSpareSegment();
+  spare_in_flight_ = true;
+  reactor_->Openat(&open_op_, AT_FDCWD, spare_request_.path.c_str(),
+                   O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+}
+
+void ShardSpool::OnSegmentOpened(int32_t res) {
+  if (res < 0) {
+    AdoptSpare(absl::Status(absl::ErrnoToStatusCode(-res),
+                            absl::StrFormat("create %s: %s", spare_request_.path, strerror(-res))));
+    return;
+  }
+  if (!spare_request_.preallocate) {
+    AdoptSpare(res);
+    return;
+  }
+  spare_fd_ = res;
+  io_uring_sqe* sqe = reactor_->GetSqe();
+  io_uring_prep_fallocate(sqe, spare_fd_, 0, 0, static_cast<off_t>(spare_request_.bytes));
+  io_uring_sqe_set_data(sqe, &allocate_op_);
+}
+
+void ShardSpool::OnSegmentAllocated(int32_t res) {
+  const int fd = spare_fd_;
+  spare_fd_ = -1;
+  if (res < 0 && res != -EOPNOTSUPP) {
+    // Never written: close and remove it on the ring, nobody waits for either.
+    reactor_->Close(nullptr, fd);
+    discard_path_ = spare_request_.path;
+    io_uring_sqe* sqe = reactor_->GetSqe();
+    io_uring_prep_unlinkat(sqe, AT_FDCWD, discard_path_.c_str(), 0);
+    AdoptSpare(absl::Status(absl::ErrnoToStatusCode(-res),
+                            absl::StrFormat("fallocate %s: %s", discard_path_, strerror(-res))));
+    return;
+  }
+  AdoptSpare(fd);
+}
+
+void ShardSpool::AdoptSpare(absl::StatusOr<int> fd) {
+  spare_in_flight_ = false;
+  if (fd.ok()) {
+    ++segments_created_;
+  }
+  spool_->AdoptSpareSegment(spare_request_.number, std::move(fd));
+  DeliverResults();  // a failed creation failed the records that waited for it
+  reactor_->RequestTurn();  // the waiting batch goes out (or the next number is asked for)
+}
+
+void ShardSpool::Reclaim() {
+  if (reclaim_in_flight_ || reactor_ == nullptr) {
+    return;
+  }
+  reclaim_paths_ = spool_->TakeReclaimableSegments();
+  if (reclaim_paths_.empty()) {
+    return;
+  }
+  reclaim_in_flight_ = true;
+  reclaim_next_ = 0;
+  reclaim_failed_ = 0;
+  UnlinkNext();
+}
+
+void ShardSpool::UnlinkNext() {
+  if (reclaim_next_ < reclaim_paths_.size()) {
+    // One at a time, oldest first: a crash in the middle leaves only newer segments, whose
+    // outcome records then refer to messages already gone (never the other way round, which
+    // would deliver those messages again).
+    io_uring_sqe* sqe = reactor_->GetSqe();
+    io_uring_prep_unlinkat(sqe, AT_FDCWD, reclaim_paths_[reclaim_next_].c_str(), 0);
+    io_uring_sqe_set_data(sqe, &unlink_op_);
+    return;
+  }
+  io_uring_sqe* sqe = reactor_->GetSqe();
+  io_uring_prep_fsync(sqe, spool_->directory_fd(), 0);
+  io_uring_sqe_set_data(sqe, &reclaim_sync_op_);
+}
+
+void ShardSpool::OnFileStep(Step step, int32_t res) {
+  switch (step) {
+    case Step::kOpenSegment:
+      OnSegmentOpened(res);
+      return;
+    case Step::kAllocateSegment:
+      OnSegmentAllocated(res);
+      return;
+    case Step::kUnlinkSegment:
+      if (res < 0 && res != -ENOENT) {
+        ++reclaim_failed_;
+        log::Warning("spool: unlink %s: %s", reclaim_paths_[reclaim_next_], strerror(-res));
+      }
+      ++reclaim_next_;
+      UnlinkNext();
+      return;
+    case Step::kReclaimSync: {
+      reclaim_in_flight_ = false;
+      const size_t removed = reclaim_paths_.size() - reclaim_failed_;
+      segments_reclaimed_ += removed;
+      reclaim_paths_.clear();
+      if (res < 0) {
+        log::Warning("spool: fsync of the spool directory after reclaiming: %s", strerror(-res));
+      }
+      if (removed > 0) {
+        log::Info("spool: %d segments reclaimed", removed);
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
 void ShardSpool::OnStep(Step step, int32_t res) {
+  if (step != Step::kWrite && step != Step::kSync && step != Step::kDirectorySync) {
+    OnFileStep(step, res);
+    return;
+  }
   MOAT_CHECK(batch_ != nullptr);
   switch (step) {
     case Step::kWrite:
@@ -213,6 +342,8 @@ void ShardSpool::OnStep(Step step, int32_t res) {
     case Step::kDirectorySync:
       FinishCommit(res < 0 ? res : 0);
       return;
+    default:
+      return;
   }
 }
 
@@ -226,7 +357,8 @@ void ShardSpool::FinishCommit(int result) {
                  strerror(-result));
   }
   DeliverResults();
-  if (spool_->HasPending()) {
+  MaybePrepareSpare();  // the segment may be half full now
+  if (spool_->HasPending() && !spool_->NeedsSegment()) {
     StartCommit();  // what was staged during this commit: the next group
   }
 }

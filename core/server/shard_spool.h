@@ -12,6 +12,12 @@
 // fdatasync that covers its message (SmtpSession::OnQueued); a failed write or sync fails
 // every message of its batch (451 4.3.0, or 452 4.3.1 for ENOSPC).
 //
+// Segment files never block the shard either: the spool's inline creation is off, and a new
+// segment is made on the ring (openat O_EXCL, then fallocate) when the current one is half full,
+// or when a batch waits for one (the first message after the spool emptied). Reclaiming fully
+// delivered segments (Reclaim()) unlinks them on the ring, oldest first, one after the other, and
+// then fsyncs the directory.
+//
 // Owner: its shard thread; not thread-safe. Parses no untrusted input.
 #pragma once
 
@@ -72,11 +78,18 @@ class ShardSpool final : public net::MessageSink {
   // possible duplicate, never a loss).
   void Detach(const net::SmtpSession* session);
 
-  // Nothing staged and no commit in flight (the shutdown barrier).
+  // Starts reclaiming the segments whose every message is final (Spool::
+  // TakeReclaimableSegments()), unless a reclaim is still running. Shard thread; never blocks.
+  void Reclaim();
+
+  // Nothing staged, no commit in flight and no file operation on the ring (the shutdown
+  // barrier).
   bool Idle() const;
 
   queue::Spool& spool() { return *spool_; }
   uint64_t commits() const { return commits_; }
+  uint64_t segments_created() const { return segments_created_; }
+  uint64_t segments_reclaimed() const { return segments_reclaimed_; }
   uint64_t committed_messages() const { return committed_messages_; }
 
  private:
@@ -90,7 +103,15 @@ class ShardSpool final : public net::MessageSink {
     uint64_t size = 0;
     size_t recipients = 0;
   };
-  enum class Step : uint8_t { kWrite, kSync, kDirectorySync };
+  enum class Step : uint8_t {
+    kWrite,
+    kSync,
+    kDirectorySync,
+    kOpenSegment,
+    kAllocateSegment,
+    kUnlinkSegment,
+    kReclaimSync,
+  };
   struct Op final : reactor::Operation {
     Op(ShardSpool* s, Step k) : spool(s), step(k) {}
     void Complete(int32_t res, uint32_t flags) override;
@@ -105,6 +126,12 @@ class ShardSpool final : public net::MessageSink {
   void FinishCommit(int result);
   void DeliverResults();
   void StageMessage(queue::MessageEnvelope envelope, Waiter waiter);
+  void MaybePrepareSpare();
+  void OnSegmentOpened(int32_t res);
+  void OnSegmentAllocated(int32_t res);
+  void AdoptSpare(absl::StatusOr<int> fd);
+  void UnlinkNext();
+  void OnFileStep(Step step, int32_t res);
 
   std::unique_ptr<queue::Spool> spool_;
   reactor::Reactor* reactor_ = nullptr;
@@ -115,6 +142,23 @@ class ShardSpool final : public net::MessageSink {
   Op write_op_{this, Step::kWrite};
   Op sync_op_{this, Step::kSync};
   Op directory_op_{this, Step::kDirectorySync};
+  Op open_op_{this, Step::kOpenSegment};
+  Op allocate_op_{this, Step::kAllocateSegment};
+  Op unlink_op_{this, Step::kUnlinkSegment};
+  Op reclaim_sync_op_{this, Step::kReclaimSync};
+  // The spare segment being made on the ring (one at a time). The paths stay alive until the
+  // kernel has taken them: openat and unlinkat copy the name when the SQE is submitted.
+  bool spare_in_flight_ = false;
+  queue::Spool::SpareRequest spare_request_;
+  int spare_fd_ = -1;
+  std::string discard_path_;  // a spare whose fallocate failed: unlinked, result unwatched
+  // Reclaim: paths oldest first, unlinked one at a time, then one directory fsync.
+  bool reclaim_in_flight_ = false;
+  std::vector<std::string> reclaim_paths_;
+  size_t reclaim_next_ = 0;
+  size_t reclaim_failed_ = 0;
+  uint64_t segments_created_ = 0;
+  uint64_t segments_reclaimed_ = 0;
   // alloc: one entry per message waiting for its fdatasync; bounded by the shard's sessions.
   absl::flat_hash_map<uint64_t, Waiter> waiters_;
   absl::flat_hash_map<const net::SmtpSession*, uint64_t> by_session_;
