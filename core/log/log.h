@@ -18,10 +18,19 @@
 // so lines from different threads still never interleave on a pipe. Fatal and panic lines flush
 // the batch first; a thread's batch is flushed when the thread ends.
 //
+// The daemon never lets a shard thread block on stderr (journald may be slow, a pipe full):
+// StartWriter() starts a writer thread, and from then on FlushThreadBatch() hands the turn's
+// lines to it through a per-thread single-producer ring of 64 buffers (no lock, no syscall
+// unless the writer sleeps; then one futex wake). When every buffer still waits for a stuck
+// stderr, the lines are dropped and counted, and the writer reports "N log lines dropped"
+// once it can write again. A fatal or panic line stops the writer first (everything handed
+// off is written), then goes out itself. StopWriter() writes what is left and joins.
+//
 // Thread safety: every function may be called from any thread. The program name and the
 // debug switch are set once at start-up, before threads start.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -45,6 +54,12 @@ void CaptureForTest(std::string* sink);
 void BeginThreadBatching();
 void FlushThreadBatch();
 void EndThreadBatching();
+
+// The writer thread (see above). Start before the batching threads, stop after they ended.
+void StartWriter();
+void StopWriter();
+// Lines dropped and not yet reported (tests).
+uint64_t DroppedLinesForTest();
 
 // Formats and writes one line. A fatal line exits the process with status 1 after
 // writing; a panic aborts (core dump).

@@ -500,6 +500,11 @@ int Serve(const ServeOptions& options) {
   reactor::ShardGroup::BlockSignals();
   log::SetProgramName("moat");
   log::SetDebug(options.debug);
+  // Shard threads hand their log lines to a writer thread: a slow stderr never blocks them.
+  struct LogWriter {
+    LogWriter() { log::StartWriter(); }
+    ~LogWriter() { log::StopWriter(); }
+  } log_writer;
 
   config::MainCfLocation location = config::LocateMainCf(options.config_dir);
   if (!location.error.empty()) {
@@ -718,6 +723,7 @@ int Serve(const ServeOptions& options) {
   });
   control->reset();  // no admin request may reach the shards once they are gone
   tables.StopWatching();  // tables engineer: it posts to the shards
+  log::StopWriter();  // the shards' last lines go out before this one
   log::Info("daemon stopped");
   return status;
 }
