@@ -342,6 +342,13 @@ const AddressResolution& PolicyEngine::ResolveForCheck(Evaluation& eval,
 }
 
 PolicyEngine::PolicyEngine(PolicySettings settings) : settings_(std::move(settings)) {}
+bool PolicyEngine::EventLimitExempt(std::string_view client_ip) const {
+  if (settings_.event_limit_exceptions_set) {
+    return MatchNetworkList(settings_.event_limit_exceptions, "", client_ip, false);
+  }
+  return MatchNetworkList(settings_.mynetworks, "", client_ip, settings_.mynetworks_parent_match);
+}
+
 PolicyEngine::~PolicyEngine() = default;
 
 absl::StatusOr<std::unique_ptr<PolicyEngine>> PolicyEngine::Create(PolicySettings settings) {

@@ -68,6 +68,10 @@ class PolicyEngine final : public Policy {
 
   const PolicySettings& settings() const { return settings_; }
 
+  // smtpd_client_event_limit_exceptions (unset: mynetworks as derived): a client exempt from
+  // the connection count limit. Decided at connect time, by address alone.
+  bool EventLimitExempt(std::string_view client_ip) const;
+
   ~PolicyEngine() override;
   PolicyEngine(const PolicyEngine&) = delete;
   PolicyEngine& operator=(const PolicyEngine&) = delete;

@@ -142,6 +142,9 @@ absl::StatusOr<PolicySettings> BuildPolicySettings(const config::Config& config,
     if (config::FindParam(name) == nullptr) {
       continue;  // not in moat's registry: Postfix's default (PolicySettings) applies
     }
+    if (name == "smtpd_client_event_limit_exceptions" && !config.IsSet(name)) {
+      continue;  // Postfix's default, $mynetworks: the derived list (EventLimitExempt)
+    }
     std::string value = config.String(name);
     if (name == "inet_interfaces") {
       std::string lowered = LowerCase(StripWhitespace(value));

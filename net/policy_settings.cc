@@ -354,6 +354,7 @@ const std::vector<std::string_view>& PolicyParameterNames() {
       "virtual_alias_domains",
       "mynetworks",
       "mynetworks_style",
+      "smtpd_client_event_limit_exceptions",
       "parent_domain_matches_subdomains",
       "relay_recipient_maps",
       "local_recipient_maps",
@@ -479,6 +480,9 @@ absl::Status ApplyOne(PolicySettings* s, std::string_view name, std::string_view
     return assign(&s->virtual_alias_domains, ParseDomainList(value, open));
   } else if (name == "mynetworks") {
     return assign(&s->mynetworks, ParseNetworkList(value, open));
+  } else if (name == "smtpd_client_event_limit_exceptions") {
+    s->event_limit_exceptions_set = true;
+    return assign(&s->event_limit_exceptions, ParseNetworkList(value, open));
   } else if (name == "mynetworks_style") {
     std::string style = Lower(trimmed);
     if (style != "host" && style != "subnet" && style != "class") {

@@ -122,6 +122,10 @@ struct PolicySettings {
   bool virtual_alias_domains_set = false;  // else: $virtual_alias_maps (domain keys)
   NetworkList mynetworks;
   std::string mynetworks_style = "host";
+  // smtpd_client_event_limit_exceptions: clients exempt from the connection count limit.
+  // Unset: the clients of mynetworks (as derived, with mynetworks_style).
+  NetworkList event_limit_exceptions;
+  bool event_limit_exceptions_set = false;
 
   // parent_domain_matches_subdomains membership.
   bool relay_domains_parent_match = true;

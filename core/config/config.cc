@@ -388,12 +388,17 @@ class Config::Loader {
           NoteProxy(name, v.line, r.table);
         }
         return;
-      case ParamType::kAddressList:
-        v.addresses = AddressList::Parse(SplitList(text), name, file_, v.line, diagnostics_);
+      case ParamType::kAddressList: {
+        // A default that refers to another list ("$mynetworks") repeats that list's errors:
+        // they are reported once, where the operator wrote them.
+        Diagnostics from_default;
+        v.addresses = AddressList::Parse(SplitList(text), name, file_, v.line,
+                                         v.set ? diagnostics_ : from_default);
         for (const TableRef& t : v.addresses.tables()) {
           NoteProxy(name, v.line, t);
         }
         return;
+      }
     }
   }
 

@@ -123,6 +123,9 @@ constexpr ParamSpec kParams[] = {
     {"smtpd_banner", T::kString, "$myhostname ESMTP $mail_name"},
     {"smtpd_client_connection_count_limit", T::kInteger, "50"},
     {"smtpd_client_connection_rate_limit", T::kInteger, "0"},
+    {"smtpd_client_event_limit_exceptions", T::kAddressList, "$mynetworks", 's', 0, "",
+     "Postfix: ${smtpd_client_connection_limit_exceptions:$mynetworks}; unset, the clients of "
+     "mynetworks as derived (mynetworks_style included) are exempt"},
     {"smtpd_client_message_rate_limit", T::kInteger, "0"},
     {"smtpd_client_recipient_rate_limit", T::kInteger, "0"},
     {"smtpd_client_restrictions", T::kRestrictionList, ""},

@@ -290,7 +290,7 @@ void LogDiagnostics(const config::Diagnostics& diagnostics) {
 
 net::ConnectionInfo MakeConnectionInfo(const reactor::Connection& connection,
                                        const reactor::ClientInfo& client,
-                                       const config::Config& config) {
+                                       const net::PolicyEngine& policy) {
   // The local address (for postmaster@[our ip]): getsockname never blocks.
   sockaddr_storage storage{};
   socklen_t length = sizeof storage;
@@ -304,7 +304,7 @@ net::ConnectionInfo MakeConnectionInfo(const reactor::Connection& connection,
   info.server_ip = local.HostString();
   info.server_port = local.port();
   info.client_connection_count = static_cast<int>(client.client_connections);
-  info.exempt_from_limits = config.Addresses("mynetworks").ContainsText(info.client_ip);
+  info.exempt_from_limits = policy.EventLimitExempt(info.client_ip);
   return info;
 }
 
@@ -649,7 +649,7 @@ int Serve(const ServeOptions& options) {
                                   const reactor::ClientInfo& client)
                                 -> std::unique_ptr<reactor::StreamHandler> {
       std::shared_ptr<const Generation> g = rt.generation;
-      net::ConnectionInfo info = MakeConnectionInfo(connection, client, *g->config);
+      net::ConnectionInfo info = MakeConnectionInfo(connection, client, *g->policy);
       // Implicit TLS (inbound-tls engineer): a "/tls" listener, or every listener with
       // smtpd_tls_wrappermode.
       const uint32_t listener = connection.listener_index();

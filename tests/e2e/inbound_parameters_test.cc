@@ -258,5 +258,47 @@ TEST_F(InboundParametersTest, VirtualAliasRecursionLimit) {
   EXPECT_EQ(ReplyCode(c.Command("RCPT TO:<list@example.com>")), 250);
 }
 
+// Greetings of three simultaneous connections from `source` (all kept open until the end).
+std::vector<int> ThreeGreetings(int port, const std::string& source) {
+  std::vector<std::unique_ptr<SmtpClient>> clients;
+  std::vector<int> codes;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<SmtpClient>());
+    EXPECT_TRUE(clients.back()->Connect(port, "127.0.0.1", source));
+    codes.push_back(ReplyCode(clients.back()->ReadReply()));
+  }
+  return codes;
+}
+
+// Postfix: smtpd_client_event_limit_exceptions (default $mynetworks) are spared the
+// connection count limit; set, the list replaces mynetworks for that purpose.
+TEST_F(InboundParametersTest, EventLimitExceptionsAreSparedTheConnectionCountLimit) {
+  Start("smtpd_client_connection_count_limit = 2\n"
+        "smtpd_client_event_limit_exceptions = 127.0.0.6\n");
+  EXPECT_EQ(ThreeGreetings(port_, "127.0.0.5"), (std::vector<int>{220, 220, 421}));
+  EXPECT_EQ(ThreeGreetings(port_, "127.0.0.6"), (std::vector<int>{220, 220, 220}));
+  EXPECT_EQ(ThreeGreetings(port_, "127.0.0.1"), (std::vector<int>{220, 220, 421}))
+      << "mynetworks alone is no exception once the list is set";
+}
+
+TEST_F(InboundParametersTest, EventLimitExceptionsDefaultToMynetworks) {
+  Start("smtpd_client_connection_count_limit = 2\n");
+  EXPECT_EQ(ThreeGreetings(port_, "127.0.0.1"), (std::vector<int>{220, 220, 220}));
+  EXPECT_EQ(ThreeGreetings(port_, "127.0.0.5"), (std::vector<int>{220, 220, 421}));
+}
+
+TEST_F(InboundParametersTest, BadEventLimitExceptionIsAConfigErrorWithItsLine) {
+  dir_.Write("main.cf", "mydestination =\nsmtpd_client_event_limit_exceptions = 10.0.0.1/8\n");
+  auto r = testing::RunMoat({"check", "-c", dir_.path()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE((r.out + r.err).find("main.cf:2"), std::string::npos) << r.out << r.err;
+
+  // Its default, $mynetworks, does not report mynetworks' own error a second time.
+  dir_.Write("main.cf", "mydestination =\nmynetworks = 10.0.0.1/8\n");
+  r = testing::RunMoat({"check", "-c", dir_.path()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("1 error,"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace moat
