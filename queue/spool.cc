@@ -553,8 +553,7 @@ void Spool::TakeResults(std::vector<TicketResult>* out) {
 }
 
 absl::StatusOr<std::string> Spool::ReadContent(const QueuedMessage& message) const {
-  auto salt = salts_.find(message.location.segment);
-  if (salt == salts_.end()) {
+  if (!salts_.contains(message.location.segment)) {
     return absl::NotFoundError("spool: segment not known");
   }
   std::string path = SegmentPath(message.location.segment);
@@ -578,10 +577,21 @@ absl::StatusOr<std::string> Spool::ReadContent(const QueuedMessage& message) con
     done += static_cast<size_t>(n);
   }
   close(fd);
+  record.resize(done);
+  return DecodeContent(message, record);
+}
+
+absl::StatusOr<std::string> Spool::DecodeContent(const QueuedMessage& message,
+                                                 std::string_view record) const {
+  auto salt = salts_.find(message.location.segment);
+  if (salt == salts_.end()) {
+    return absl::NotFoundError("spool: segment not known");
+  }
+  const std::string path = SegmentPath(message.location.segment);
   RecordHeader header;
-  if (done < kHeaderBytes ||
+  if (record.size() < kHeaderBytes ||
       DecodeHeader(record.data(), salt->second, &header) != HeaderStatus::kOk ||
-      header.sequence != message.sequence || kHeaderBytes + header.payload_bytes > done) {
+      header.sequence != message.sequence || kHeaderBytes + header.payload_bytes > record.size()) {
     return absl::DataLossError(absl::StrFormat("spool: %s: bad record header at offset %d", path,
                                                message.location.offset));
   }

@@ -177,6 +177,11 @@ class Spool {
   // Reads a queued message's content back from its segment and verifies its checksum.
   // Control side; blocks.
   absl::StatusOr<std::string> ReadContent(const QueuedMessage& message) const;
+  // The non-blocking half of ReadContent(): verifies a message's record as read from its
+  // segment (location.record_bytes at location.offset; a recovered last record may be short of
+  // its padding) and returns the content. The shard reads the record on its ring.
+  absl::StatusOr<std::string> DecodeContent(const QueuedMessage& message,
+                                            std::string_view record) const;
   // Deletes every segment the index says is reclaimable; returns how many. The current segment
   // counts too when nothing is staged or in flight (it is sealed first, so the next batch opens
   // a new one): an idle spool with every message final holds no file. Blocks (unlink + fsync of

@@ -55,6 +55,9 @@ constexpr ParamSpec kParams[] = {
      "moat only: Prometheus /metrics over HTTP; empty = off"},
     {"moat_proxy_protocol_networks", T::kAddressList, "", 's', 0, "",
      "moat only: clients that must start with a PROXY v1/v2 header"},
+    {"moat_queue_content_memory", T::kInteger, "268435456", 's', 0, "",
+     "moat only: bytes of queued message content kept in memory (shared out among the shards); "
+     "beyond it, content is read back from the spool when a delivery needs it"},
     {"moat_shards", T::kInteger, "0", 's', 0, "", "moat only: shard threads; 0 = one per CPU"},
     {"moat_table_check_interval", T::kTime, "5s", 's', 0, "",
      "moat only: how often the daemon checks its table files and reloads changed ones; "

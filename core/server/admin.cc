@@ -137,6 +137,7 @@ std::string FormatStats(const DaemonStats& s) {
   line("recipients_bounced", s.bounced);
   line("bytes_in", s.bytes_in);
   line("bytes_out", s.bytes_out);
+  line("queue_content_reads", s.content_reads);
   return out;
 }
 

@@ -57,6 +57,7 @@ struct DaemonStats {
   uint64_t bounced = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
+  uint64_t content_reads = 0;  // queued content read back from the spool (memory budget)
 };
 std::string FormatStats(const DaemonStats& stats);
 

@@ -2,6 +2,7 @@
 #include "core/server/delivery.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -107,6 +108,8 @@ DeliverySettings MakeDeliverySettings(const config::Config& c, int shard_count) 
   q.bounce_queue_lifetime = c.Time("bounce_queue_lifetime");
   q.queue_run_delay = c.Time("queue_run_delay");
   q.delay_warning_time = c.Time("delay_warning_time");
+  s.content_memory = static_cast<uint64_t>(c.Int("moat_queue_content_memory")) /
+                     static_cast<uint64_t>(shard_count > 0 ? shard_count : 1);
   client::ClientTimeouts& t = s.timeouts;
   t.connect = c.Time("smtp_connect_timeout");
   t.helo = c.Time("smtp_helo_timeout");
@@ -495,6 +498,91 @@ class OutboundConnection {
 
 // ---------------------------------------------------------------------------------------
 
+// Reads one queued message's spool record back on the shard's ring: openat, then reads until
+// the record is complete or the file ends (a recovered last record may lack its padding), then
+// a close nobody waits for. The pipeline verifies the record (Spool::DecodeContent).
+class ContentLoad {
+ public:
+  ContentLoad(DeliveryPipeline* pipeline, std::string id, std::string path, uint64_t offset,
+              uint64_t bytes)
+      : pipeline_(pipeline),
+        id_(std::move(id)),
+        path_(std::move(path)),
+        offset_(offset),
+        bytes_(bytes) {}
+  ContentLoad(const ContentLoad&) = delete;
+  ContentLoad& operator=(const ContentLoad&) = delete;
+
+  void Start() {
+    pipeline_->reactor_->Openat(&open_op_, AT_FDCWD, path_.c_str(), O_RDONLY | O_CLOEXEC, 0);
+  }
+
+ private:
+  enum class Step : uint8_t { kOpen, kRead };
+  struct Op final : reactor::Operation {
+    Op(ContentLoad* l, Step s) : load(l), step(s) {}
+    void Complete(int32_t res, uint32_t /*flags*/) override { load->OnStep(step, res); }
+    ContentLoad* load;
+    Step step;
+  };
+
+  void OnStep(Step step, int32_t res) {
+    if (res < 0) {
+      Done(absl::Status(absl::ErrnoToStatusCode(-res),
+                        absl::StrCat(step == Step::kOpen ? "open " : "read ", path_, ": ",
+                                     strerror(-res))));
+      return;
+    }
+    if (step == Step::kOpen) {
+      fd_ = res;
+      record_.resize(bytes_);
+      ReadMore();
+      return;
+    }
+    if (res == 0) {  // end of file
+      record_.resize(done_);
+      Done(absl::OkStatus());
+      return;
+    }
+    done_ += static_cast<uint64_t>(res);
+    if (done_ < bytes_) {
+      ReadMore();
+    } else {
+      Done(absl::OkStatus());
+    }
+  }
+
+  void ReadMore() {
+    pipeline_->reactor_->Read(&read_op_, fd_, record_.data() + done_,
+                              static_cast<uint32_t>(bytes_ - done_), offset_ + done_);
+  }
+
+  void Done(absl::Status status) {
+    if (fd_ >= 0) {
+      pipeline_->reactor_->Close(nullptr, fd_);
+      fd_ = -1;
+    }
+    if (status.ok()) {
+      pipeline_->OnContentLoaded(id_, std::move(record_));
+    } else {
+      pipeline_->OnContentLoaded(id_, std::move(status));
+    }
+  }
+
+  DeliveryPipeline* pipeline_;
+  const std::string id_;
+  const std::string path_;  // openat copies it at submission; kept for messages
+  const uint64_t offset_;
+  const uint64_t bytes_;
+  int fd_ = -1;
+  std::string record_;
+  uint64_t done_ = 0;
+  Op open_op_{this, Step::kOpen};
+  Op read_op_{this, Step::kRead};
+};
+
+// ---------------------------------------------------------------------------------------
+
 DeliveryPipeline::DeliveryPipeline(DeliverySettings settings, ShardSpool& spool,
                                    Resolver resolver)
     : settings_(std::move(settings)),
@@ -515,8 +603,85 @@ DeliveryPipeline::~DeliveryPipeline() {
   retired_.clear();
 }
 
-void DeliveryPipeline::AddRecovered(const queue::QueuedMessage& message, std::string content) {
-  Enqueue(message, std::make_shared<const std::string>(std::move(content)));
+void DeliveryPipeline::AddRecovered(const queue::QueuedMessage& message) {
+  Enqueue(message, nullptr);
+}
+
+void DeliveryPipeline::KeepContent(Message& message, std::shared_ptr<const std::string> content) {
+  DropContent(message);
+  if (content == nullptr) {
+    return;
+  }
+  content_bytes_ += content->size();
+  message.content = std::move(content);
+}
+
+void DeliveryPipeline::DropContent(Message& message) {
+  if (message.content != nullptr) {
+    content_bytes_ -= message.content->size();
+    message.content.reset();  // a delivery in flight keeps its own reference
+  }
+}
+
+void DeliveryPipeline::LoadContent(const std::string& id) {
+  if (loads_.contains(id)) {
+    return;
+  }
+  const queue::QueuedMessage* m = spool_.spool().index().Find(id);
+  if (m == nullptr) {
+    OnContentLoaded(id, absl::NotFoundError("not in the spool index"));
+    return;
+  }
+  auto load = std::make_unique<ContentLoad>(this, id, spool_.spool().SegmentPath(m->location.segment),
+                                            m->location.offset, m->location.record_bytes);
+  ContentLoad* raw = load.get();
+  loads_[id] = std::move(load);
+  raw->Start();
+}
+
+void DeliveryPipeline::OnContentLoaded(const std::string& id, absl::StatusOr<std::string> record) {
+  if (auto load = loads_.find(id); load != loads_.end()) {
+    finished_loads_.push_back(std::move(load->second));  // freed next turn: it is calling us
+    loads_.erase(load);
+  }
+  ++content_reads_;
+  absl::StatusOr<std::string> content = record;
+  if (record.ok()) {
+    const queue::QueuedMessage* m = spool_.spool().index().Find(id);
+    content = m != nullptr ? spool_.spool().DecodeContent(*m, *record)
+                           : absl::NotFoundError("not in the spool index");
+  }
+  if (!content.ok()) {
+    log::Warning("%s: cannot read the queued message back from the spool: %s", id,
+                 content.status().message());
+  }
+  if (auto it = messages_.find(id); it != messages_.end()) {
+    std::vector<WaitingJob> waiting;
+    waiting.swap(it->second.waiting);
+    if (content.ok()) {
+      KeepContent(it->second, std::make_shared<const std::string>(*content));
+      for (WaitingJob& w : waiting) {
+        StartJob(std::move(w.job), w.plaintext);
+      }
+    } else {
+      for (WaitingJob& w : waiting) {
+        FinishLocally(w.job, client::Outcome::kDeferred, "4.3.0",
+                      absl::StrCat("cannot read the queued message: ", content.status().message()));
+      }
+    }
+  }
+  if (auto b = pending_bounces_.find(id); b != pending_bounces_.end()) {
+    PendingBounce pending = std::move(b->second);
+    pending_bounces_.erase(b);
+    if (content.ok()) {
+      pending.message.content = std::make_shared<const std::string>(*std::move(content));
+    }
+    Bounce(pending.finished, pending.message);  // without the original when it was unreadable
+  }
+  dirty_ = true;
+  if (reactor_ != nullptr) {
+    reactor_->RequestTurn();
+  }
 }
 
 void DeliveryPipeline::Attach(reactor::Reactor* reactor) {
@@ -546,7 +711,7 @@ void DeliveryPipeline::Enqueue(const queue::QueuedMessage& m,
   msg.eight_bit = (e.flags & queue::kBody8BitMime) != 0;
   msg.smtputf8 = (e.flags & queue::kSmtpUtf8) != 0;
   msg.arrival = absl::FromUnixMicros(e.arrival_unix_us);
-  msg.content = std::move(content);
+  msg.content_size = m.content_bytes;
   msg.last_reason.resize(e.recipients.size());
   sched::QueuedMessage q;
   q.id = e.queue_id;
@@ -579,6 +744,9 @@ void DeliveryPipeline::Enqueue(const queue::QueuedMessage& m,
     return;
   }
   const std::string id = q.id;
+  if (content != nullptr && content_bytes_ + content->size() <= settings_.content_memory) {
+    KeepContent(msg, std::move(content));
+  }  // else on disk only: read back when its delivery starts
   messages_[id] = std::move(msg);
   absl::Status s = scheduler_.Enqueue(std::move(q), absl::Now());
   if (!s.ok()) {
@@ -593,6 +761,7 @@ void DeliveryPipeline::OnTurn() {
   while (!retired_.empty()) {
     retired_.pop_back();
   }
+  finished_loads_.clear();
   if (!dirty_ || stopping_) {
     return;
   }
@@ -628,6 +797,12 @@ void DeliveryPipeline::ArmWakeup() {
 void DeliveryPipeline::StartJob(sched::Job job, bool plaintext) {
   auto it = messages_.find(job.message_id);
   MOAT_CHECK(it != messages_.end());
+  if (it->second.content == nullptr) {
+    // On disk only: the job waits for the content to be read back on the ring.
+    it->second.waiting.push_back({std::move(job), plaintext});
+    LoadContent(it->first);
+    return;
+  }
   const Message& message = it->second;
   absl::StatusOr<client::NextHop> hop =
       client::ParseNextHop(absl::StrCat(job.transport, ":", job.nexthop), "smtp");
@@ -659,7 +834,7 @@ void DeliveryPipeline::StartJob(sched::Job job, bool plaintext) {
   }
   client::ClientTransaction tx;
   tx.sender = job.sender;
-  tx.size_bytes = message.content != nullptr ? message.content->size() : 0;
+  tx.size_bytes = message.content->size();
   tx.eight_bit = message.eight_bit;
   tx.smtputf8 = message.smtputf8;
   tx.dsn_ret = message.ret_full ? "FULL" : "";
@@ -766,6 +941,10 @@ void DeliveryPipeline::OnJobDone(const sched::Job& job,
   }
   scheduler_.OnResult(job.id, out, now);
   ProcessSchedulerOutput();
+  if (auto m = messages_.find(job.message_id);
+      m != messages_.end() && content_bytes_ > settings_.content_memory) {
+    DropContent(m->second);  // still queued, over the budget: read back at its next attempt
+  }
   dirty_ = true;
   if (reactor_ != nullptr) {
     reactor_->RequestTurn();
@@ -817,10 +996,16 @@ void DeliveryPipeline::Finish(const sched::FinishedMessage& finished) {
                  : (finished.expired ? queue::Outcome::kExpired : queue::Outcome::kBounced),
             r.result.reason);
   }
-  if (any_bounced) {
+  if (any_bounced && !message.sender.empty() && message.content == nullptr) {
+    // The bounce carries the original's headers (or all of it): read it back first.
+    DropContent(it->second);
+    pending_bounces_[finished.id] = {finished, std::move(it->second)};
+    LoadContent(finished.id);
+  } else if (any_bounced) {
     Bounce(finished, message);
   }
   log::Info("%s: removed", finished.id);
+  DropContent(it->second);
   messages_.erase(it);
   reclaim_due_ = true;
 }
@@ -902,7 +1087,9 @@ void DeliveryPipeline::MaybeReclaim() {
   // Deleting fully delivered segments: unlinks on the ring (never blocks), at most every few
   // seconds, and only after messages became final.
   const absl::Time now = absl::Now();
-  if (!reclaim_due_ || now - last_reclaim_ < absl::Seconds(5) || !spool_.Idle()) {
+  // Not while content is read back: its segment must stay until the read has it open.
+  if (!reclaim_due_ || now - last_reclaim_ < absl::Seconds(5) || !spool_.Idle() ||
+      !loads_.empty()) {
     return;
   }
   reclaim_due_ = false;
@@ -922,7 +1109,7 @@ void DeliveryPipeline::Stop() {
   }
 }
 
-bool DeliveryPipeline::Idle() const { return connections_.empty(); }
+bool DeliveryPipeline::Idle() const { return connections_.empty() && loads_.empty(); }
 
 void DeliveryPipeline::Flush() {
   scheduler_.Flush(absl::Now());
@@ -940,6 +1127,7 @@ bool DeliveryPipeline::Delete(std::string_view queue_id) {
     Journal(it->second, id, spool_recipient, queue::Outcome::kExpired, "deleted by the operator");
   }
   log::Info("%s: removed (deleted by the operator)", id);
+  DropContent(it->second);
   messages_.erase(it);
   reclaim_due_ = true;
   dirty_ = true;
@@ -998,6 +1186,7 @@ void DeliveryPipeline::AddCounters(DaemonStats* stats) const {
   stats->delivered += delivered_;
   stats->deferred += deferred_;
   stats->bounced += bounced_;
+  stats->content_reads += content_reads_;
 }
 
 }  // namespace moat::server

@@ -12,7 +12,12 @@
 //   new messages through the spool, from the null sender), "removed"
 //
 // Message content stays in memory from acceptance until the message is final (the session
-// handed it over; no re-read). Recovered messages are read on the control thread at start-up.
+// handed it over; no re-read) as long as the shard's queued content fits its share of
+// moat_queue_content_memory. Beyond that (a downstream outage piling mail up, a restart with a
+// large queue), content is dropped from memory (new messages at once, others when deferred) and
+// read back from the spool on the ring (openat, read, close; checksum verified) when a delivery
+// or a bounce needs it. Recovered messages start without content. Memory for queued mail is so
+// bounded by the budget plus the messages in delivery.
 //
 // Owner: its shard thread; not thread-safe (the control thread reaches it only through the
 // shard's inbox). Parses untrusted input only inside SmtpClientSession (server replies).
@@ -41,6 +46,7 @@
 namespace moat::server {
 
 class OutboundConnection;
+class ContentLoad;
 
 struct DeliverySettings {
   sched::SchedulerConfig scheduler;
@@ -48,6 +54,7 @@ struct DeliverySettings {
   client::ConnectionCacheLimits cache;
   std::string helo_name;   // smtp_helo_name ($myhostname)
   std::string myhostname;  // for bounces
+  uint64_t content_memory = uint64_t{256} << 20;  // this shard's share of the content budget
 };
 DeliverySettings MakeDeliverySettings(const config::Config& config, int shard_count);
 
@@ -61,9 +68,9 @@ class DeliveryPipeline final : public ShardQueueOps {
   DeliveryPipeline(const DeliveryPipeline&) = delete;
   DeliveryPipeline& operator=(const DeliveryPipeline&) = delete;
 
-  // A message found by recovery, with its content (read on the control thread). Call before
-  // Attach.
-  void AddRecovered(const queue::QueuedMessage& message, std::string content);
+  // A message found by recovery; its content is read back when a delivery needs it. Call
+  // before Attach.
+  void AddRecovered(const queue::QueuedMessage& message);
   // Binds to the shard's reactor (turn hook, timer). Shard thread.
   void Attach(reactor::Reactor* reactor);
   // A message the spool made durable, with its content. Shard thread.
@@ -91,6 +98,11 @@ class DeliveryPipeline final : public ShardQueueOps {
 
  private:
   friend class OutboundConnection;
+  friend class ContentLoad;
+  struct WaitingJob {
+    sched::Job job;
+    bool plaintext = false;
+  };
   struct Message {
     uint64_t sequence = 0;  // the spool record's sequence (journal key)
     std::string sender;
@@ -101,7 +113,14 @@ class DeliveryPipeline final : public ShardQueueOps {
     absl::Time arrival;
     std::vector<int> spool_index;          // scheduler recipient -> spool recipient
     std::vector<std::string> last_reason;  // per spool recipient
-    std::shared_ptr<const std::string> content;
+    uint64_t content_size = 0;
+    std::shared_ptr<const std::string> content;  // null: on disk only (read back when needed)
+    std::vector<WaitingJob> waiting;  // jobs that wait for the content to be read back
+  };
+  // A message final with failed recipients whose content is being read back for its bounce.
+  struct PendingBounce {
+    sched::FinishedMessage finished;
+    Message message;
   };
 
   void Enqueue(const queue::QueuedMessage& message, std::shared_ptr<const std::string> content);
@@ -123,6 +142,12 @@ class DeliveryPipeline final : public ShardQueueOps {
   void OfferIdle(OutboundConnection* connection);
   void Retire(OutboundConnection* connection);
   void MaybeReclaim();
+  // Content kept in memory, within the budget. Keep/Drop adjust content_bytes_.
+  void KeepContent(Message& message, std::shared_ptr<const std::string> content);
+  void DropContent(Message& message);
+  // Starts reading the message's content back from its spool record, unless that runs already.
+  void LoadContent(const std::string& id);
+  void OnContentLoaded(const std::string& id, absl::StatusOr<std::string> content);
 
   DeliverySettings settings_;
   ShardSpool& spool_;
@@ -140,6 +165,12 @@ class DeliveryPipeline final : public ShardQueueOps {
   absl::flat_hash_map<std::string, Message> messages_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<OutboundConnection>> connections_;
   std::vector<std::unique_ptr<OutboundConnection>> retired_;
+  // Content read back from the spool: one load per message at a time.
+  absl::flat_hash_map<std::string, std::unique_ptr<ContentLoad>> loads_;
+  std::vector<std::unique_ptr<ContentLoad>> finished_loads_;
+  absl::flat_hash_map<std::string, PendingBounce> pending_bounces_;
+  uint64_t content_bytes_ = 0;
+  uint64_t content_reads_ = 0;
   absl::Time last_reclaim_ = absl::InfinitePast();
   bool reclaim_due_ = false;
   uint64_t delivered_ = 0;

@@ -478,6 +478,7 @@ ControlReply HandleAdmin(reactor::ShardGroup& group,
         stats.delivered += d.delivered;
         stats.deferred += d.deferred;
         stats.bounced += d.bounced;
+        stats.content_reads += d.content_reads;
       }
       return {true, FormatStats(stats)};
     }
@@ -619,19 +620,14 @@ int Serve(const ServeOptions& options) {
                                                       *rt->spool, resolver);
     rt->queue_ops = rt->delivery.get();
     rt->delivery->SetClientTls(rt->generation->client_tls);  // outbound-tls
-    // Recovered messages go to the scheduler with their content, read here on the control
-    // thread (never on a shard thread).
+    // Recovered messages go to the scheduler without their content: a delivery reads it back
+    // from the spool on the shard's ring, so a large queue neither fills memory nor slows the
+    // start.
     queue::Spool& spool = rt->spool->spool();
     std::vector<const queue::QueuedMessage*> pending;
     spool.index().ForEachPending([&](const queue::QueuedMessage& m) { pending.push_back(&m); });
     for (const queue::QueuedMessage* m : pending) {
-      absl::StatusOr<std::string> content = spool.ReadContent(*m);
-      if (!content.ok()) {
-        log::Warning("%s: cannot read its content: %s; left in the spool", m->envelope.queue_id,
-                     content.status().message());
-        continue;
-      }
-      rt->delivery->AddRecovered(*m, *std::move(content));
+      rt->delivery->AddRecovered(*m);
     }
   }
   group_options.on_start = [&runtimes, &tables](reactor::Shard& shard) {

@@ -253,6 +253,70 @@ TEST_F(DeliveryTest, PermanentFailureBouncesToTheSenderFromTheNullSender) {
   // A bounce is never bounced: the null sender gets no notification.
 }
 
+// A queue beyond moat_queue_content_memory keeps its content on disk only: every delivery
+// attempt and every bounce reads the message back from the spool (budget 0: always), and what
+// arrives is still byte-exact.
+TEST_F(DeliveryTest, ContentBeyondTheMemoryBudgetIsReadBackFromTheSpool) {
+  Configure("moat_queue_content_memory = 0\n"
+            "minimal_backoff_time = 1h\nmaximal_backoff_time = 2h\nqueue_run_delay = 1h\n");
+  auto moat = StartMoat();
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  constexpr int kMessages = 5;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"),
+                                   Message(i))),
+              250);
+  }
+  ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "nobody@example.com", Message(9))), 250);
+  // Downstream down: the first attempts (read back from the spool) fail, the destination is
+  // throttled and every message deferred.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string log = moat->Stderr();
+    size_t n = 0;
+    for (size_t at = log.find("status=deferred"); at != std::string::npos;
+         at = log.find("status=deferred", at + 1)) {
+      ++n;
+    }
+    if (n >= kMessages + 1) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  auto sink = StartSink({"--reject-rcpt", "nobody"});
+  auto flush = testing::RunMoat({"queue", "-c", dir_.path(), "flush"});
+  EXPECT_EQ(flush.exit_code, 0) << flush.err;
+  // The five messages and the bounce of the sixth (to sender.example, the same sink).
+  ASSERT_TRUE(WaitForReceived(kMessages + 1)) << moat->Stderr();
+  std::set<std::string> bodies;
+  std::string dsn;
+  for (const auto& [name, file] : Received()) {
+    if (file.find("X-Envelope-From: <>") != std::string::npos) {
+      dsn = file;
+    } else {
+      bodies.insert(BodyAfterReceived(file));
+    }
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    EXPECT_EQ(bodies.count(Message(i)), 1u) << "message " << i << " not byte-exact";
+  }
+  EXPECT_NE(dsn.find("Message-ID: <9@test>"), std::string::npos)
+      << "the bounce carries the original headers, read back from the spool\n" << dsn;
+  auto stats = testing::RunMoat({"stats", "-c", dir_.path()});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  const std::string key = "queue_content_reads: ";
+  size_t at = stats.out.find(key);
+  ASSERT_NE(at, std::string::npos) << stats.out;
+  // At least once per delivered message, once for the refused one, once for its bounce.
+  EXPECT_GE(std::stoi(stats.out.substr(at + key.size())), kMessages + 2) << stats.out;
+  EXPECT_EQ(moat->Stderr().find("cannot read the queued message"), std::string::npos)
+      << moat->Stderr();
+}
+
 // Issue 5: once every message is delivered and the relay is idle, the spool gives its disk back
 // (the current segment too), to a few KiB in all, without a restart.
 TEST_F(DeliveryTest, SpoolDiskUsageReturnsToNearZeroWhenEverythingIsDelivered) {
