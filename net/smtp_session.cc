@@ -25,6 +25,7 @@
 // the Received: header; log_whatsup() and smtpd_format_cmd_stats() for the log lines.
 #include "net/smtp_session.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -924,6 +925,13 @@ void SmtpSession::BeginContent(ContentScanner::Mode mode) {
   scanner_.Reset(options);
   content_.clear();
   content_ = ReceivedHeader();
+  // The client's SIZE= sizes the buffer once: no regrowth copies while a message arrives.
+  // Capped (a client may announce much and send nothing; large buffers are mapped lazily, but
+  // keep the promise small), so bigger messages grow as usual from there.
+  constexpr uint64_t kReserveMax = uint64_t{1} << 20;
+  if (mail_.has_size && mail_.size > 0) {
+    content_.reserve(content_.size() + static_cast<size_t>(std::min(mail_.size, kReserveMax)) + 2);
+  }
 }
 
 void SmtpSession::EndOfData() {

@@ -551,6 +551,8 @@ void SmtpClientSession::AddBody(std::string_view chunk) {
   }
   // Copy the chunk in spans that end just before a line starting with '.', and double
   // that dot. at_line_start_ carries "the previous chunk ended a line" across chunks.
+  // One allocation up front (a little room for doubled dots) instead of regrowth copies.
+  output_.reserve(output_.size() + chunk.size() + chunk.size() / 64 + 8);
   size_t i = 0;
   while (i < chunk.size()) {
     if (at_line_start_ && chunk[i] == '.') {
