@@ -167,14 +167,6 @@ class Connection {
     kClosed,     // fd closed; handler told; waiting to be freed
   };
   enum class OpKind : uint8_t { kRecv, kSend, kShutdown, kClose };
-  struct Op final : Operation {
-    Op(Connection* c, OpKind k) : connection(c), kind(k) {}
-    void Complete(int32_t res, uint32_t flags) override {
-      connection->OnComplete(kind, res, flags);
-    }
-    Connection* connection;
-    OpKind kind;
-  };
 
   // Called by the Shard.
   void Open(std::unique_ptr<StreamHandler> handler);
@@ -224,6 +216,7 @@ class Connection {
   uint64_t bytes_out_ = 0;
   uint64_t sends_ = 0;
   Timer timer_;
+  using Op = MemberOperation<Connection, OpKind, &Connection::OnComplete>;
   Op recv_op_{this, OpKind::kRecv};
   Op send_op_{this, OpKind::kSend};
   Op shutdown_op_{this, OpKind::kShutdown};

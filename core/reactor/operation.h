@@ -29,4 +29,19 @@ class Operation {
   Operation& operator=(const Operation&) = delete;
 };
 
+// The usual Operation: one member of its owner per kind of work (recv, send, close...), each
+// handing its completions to one member function of the owner with its kind:
+//   void OnComplete(OpKind kind, int32_t res, uint32_t flags);
+//   MemberOperation<Connection, OpKind, &Connection::OnComplete> recv_op_{this, OpKind::kRecv};
+template <typename Owner, typename Kind, void (Owner::*Handler)(Kind, int32_t, uint32_t)>
+class MemberOperation final : public Operation {
+ public:
+  MemberOperation(Owner* owner, Kind kind) : owner_(owner), kind_(kind) {}
+  void Complete(int32_t res, uint32_t flags) override { (owner_->*Handler)(kind_, res, flags); }
+
+ private:
+  Owner* const owner_;
+  const Kind kind_;
+};
+
 }  // namespace moat::reactor

@@ -225,14 +225,7 @@ class OutboundConnection {
 
  private:
   enum class OpKind : uint8_t { kConnect, kRecv, kSend, kClose };
-  struct Op final : reactor::Operation {
-    Op(OutboundConnection* c, OpKind k) : connection(c), kind(k) {}
-    void Complete(int32_t res, uint32_t /*flags*/) override { connection->OnComplete(kind, res); }
-    OutboundConnection* connection;
-    OpKind kind;
-  };
-
-  void OnComplete(OpKind kind, int32_t res) {
+  void OnComplete(OpKind kind, int32_t res, uint32_t /*flags*/) {
     --inflight_;
     switch (kind) {
       case OpKind::kConnect:
@@ -490,6 +483,7 @@ class OutboundConnection {
   int inflight_ = 0;
   absl::Time opened_ = absl::InfinitePast();
   absl::Time setup_done_ = absl::InfinitePast();
+  using Op = reactor::MemberOperation<OutboundConnection, OpKind, &OutboundConnection::OnComplete>;
   Op connect_op_{this, OpKind::kConnect};
   Op recv_op_{this, OpKind::kRecv};
   Op send_op_{this, OpKind::kSend};
@@ -519,14 +513,7 @@ class ContentLoad {
 
  private:
   enum class Step : uint8_t { kOpen, kRead };
-  struct Op final : reactor::Operation {
-    Op(ContentLoad* l, Step s) : load(l), step(s) {}
-    void Complete(int32_t res, uint32_t /*flags*/) override { load->OnStep(step, res); }
-    ContentLoad* load;
-    Step step;
-  };
-
-  void OnStep(Step step, int32_t res) {
+  void OnStep(Step step, int32_t res, uint32_t /*flags*/) {
     if (res < 0) {
       Done(absl::Status(absl::ErrnoToStatusCode(-res),
                         absl::StrCat(step == Step::kOpen ? "open " : "read ", path_, ": ",
@@ -577,6 +564,7 @@ class ContentLoad {
   int fd_ = -1;
   std::string record_;
   uint64_t done_ = 0;
+  using Op = reactor::MemberOperation<ContentLoad, Step, &ContentLoad::OnStep>;
   Op open_op_{this, Step::kOpen};
   Op read_op_{this, Step::kRead};
 };

@@ -186,8 +186,6 @@ void ShardSpool::SubmitWriteAndSync() {
   reactor_->Datasync(&sync_op_, batch_->fd);
 }
 
-void ShardSpool::Op::Complete(int32_t res, uint32_t /*flags*/) { spool->OnStep(step, res); }
-
 void ShardSpool::MaybePrepareSpare() {
   if (spare_in_flight_ || reactor_ == nullptr || !spool_->ShouldPrepareSpare()) {
     return;
@@ -303,7 +301,7 @@ void ShardSpool::OnFileStep(Step step, int32_t res) {
   }
 }
 
-void ShardSpool::OnStep(Step step, int32_t res) {
+void ShardSpool::OnStep(Step step, int32_t res, uint32_t /*flags*/) {
   if (step != Step::kWrite && step != Step::kSync && step != Step::kDirectorySync) {
     OnFileStep(step, res);
     return;

@@ -112,17 +112,11 @@ class ShardSpool final : public net::MessageSink {
     kUnlinkSegment,
     kReclaimSync,
   };
-  struct Op final : reactor::Operation {
-    Op(ShardSpool* s, Step k) : spool(s), step(k) {}
-    void Complete(int32_t res, uint32_t flags) override;
-    ShardSpool* spool;
-    Step step;
-  };
 
   void OnTurn();
   void StartCommit();
   void SubmitWriteAndSync();
-  void OnStep(Step step, int32_t res);
+  void OnStep(Step step, int32_t res, uint32_t flags);
   void FinishCommit(int result);
   void DeliverResults();
   void StageMessage(queue::MessageEnvelope envelope, Waiter waiter);
@@ -139,6 +133,7 @@ class ShardSpool final : public net::MessageSink {
   const queue::CommitBatch* batch_ = nullptr;
   int write_error_ = 0;
   bool short_write_ = false;
+  using Op = reactor::MemberOperation<ShardSpool, Step, &ShardSpool::OnStep>;
   Op write_op_{this, Step::kWrite};
   Op sync_op_{this, Step::kSync};
   Op directory_op_{this, Step::kDirectorySync};
