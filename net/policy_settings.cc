@@ -118,14 +118,18 @@ absl::StatusOr<std::vector<std::string>> ExpandFileEntries(std::string_view valu
   return out;
 }
 
-absl::StatusOr<DomainList> ParseDomainList(std::string_view value, const TableOpener& open) {
+// Postfix's match lists (domain lists, namadr lists): file entries expanded, leading '!'s
+// toggle negation, "type:table" entries open their table, and `word` parses any other entry.
+template <typename List, typename WordFn>
+absl::StatusOr<List> ParseMatchList(std::string_view value, const TableOpener& open,
+                                    WordFn word) {
   absl::StatusOr<std::vector<std::string>> entries = ExpandFileEntries(value);
   if (!entries.ok()) {
     return entries.status();
   }
-  DomainList list;
+  List list;
   for (std::string_view entry : *entries) {
-    DomainList::Entry e;
+    typename List::Entry e;
     while (!entry.empty() && entry[0] == '!') {
       e.negate = !e.negate;
       entry.remove_prefix(1);
@@ -140,49 +144,37 @@ absl::StatusOr<DomainList> ParseDomainList(std::string_view value, const TableOp
       }
       e.table = *std::move(table);
       e.tables = TableList({e.table});
-    } else {
-      e.pattern = Lower(entry);
+    } else if (absl::Status status = word(entry, e); !status.ok()) {
+      return status;
     }
     list.entries.push_back(std::move(e));
   }
   return list;
 }
 
+absl::StatusOr<DomainList> ParseDomainList(std::string_view value, const TableOpener& open) {
+  return ParseMatchList<DomainList>(value, open,
+                                    [](std::string_view entry, DomainList::Entry& e) {
+                                      e.pattern = Lower(entry);
+                                      return absl::OkStatus();
+                                    });
+}
+
 absl::StatusOr<NetworkList> ParseNetworkList(std::string_view value, const TableOpener& open) {
-  absl::StatusOr<std::vector<std::string>> entries = ExpandFileEntries(value);
-  if (!entries.ok()) {
-    return entries.status();
-  }
-  NetworkList list;
-  for (std::string_view entry : *entries) {
-    NetworkList::Entry e;
-    while (!entry.empty() && entry[0] == '!') {
-      e.negate = !e.negate;
-      entry.remove_prefix(1);
-    }
-    if (entry.empty()) {
-      return absl::InvalidArgumentError("empty negated entry");
-    }
-    if (IsTableSpec(entry)) {
-      absl::StatusOr<TablePtr> table = OpenTable(entry, open);
-      if (!table.ok()) {
-        return table.status();
-      }
-      e.table = *std::move(table);
-      e.tables = TableList({e.table});
-    } else if (entry[0] == '[' || entry.find(':') != std::string_view::npos ||
-               absl::ascii_isdigit(static_cast<unsigned char>(entry[0]))) {
-      absl::StatusOr<IpNetwork> network = ParseIpNetwork(entry);
-      if (!network.ok()) {
-        return network.status();
-      }
-      e.network = *network;
-    } else {
-      e.host_pattern = Lower(entry);
-    }
-    list.entries.push_back(std::move(e));
-  }
-  return list;
+  return ParseMatchList<NetworkList>(
+      value, open, [](std::string_view entry, NetworkList::Entry& e) {
+        if (entry[0] == '[' || entry.find(':') != std::string_view::npos ||
+            absl::ascii_isdigit(static_cast<unsigned char>(entry[0]))) {
+          absl::StatusOr<IpNetwork> network = ParseIpNetwork(entry);
+          if (!network.ok()) {
+            return network.status();
+          }
+          e.network = *network;
+        } else {
+          e.host_pattern = Lower(entry);
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<bool> ParseBool(std::string_view value) {
