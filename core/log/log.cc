@@ -2,6 +2,7 @@
 #include "core/log/log.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,20 @@ namespace {
 std::string& ProgramName() {
   static std::string name = "moat";
   return name;
+}
+
+// "PROGRAM[pid]: ", built once: getpid() is a system call in this glibc, and a busy shard
+// logs several lines per message. Rebuilt by SetProgramName() (start-up, before threads) and
+// in the child of a fork.
+std::string BuildPrefix() {
+  return absl::StrFormat("%s[%d]: ", ProgramName(), static_cast<int>(getpid()));
+}
+std::string& Prefix() {
+  static std::string prefix = [] {
+    pthread_atfork(nullptr, nullptr, [] { Prefix() = BuildPrefix(); });
+    return BuildPrefix();
+  }();
+  return prefix;
 }
 std::atomic<bool> debug_enabled{false};
 std::string* capture = nullptr;
@@ -221,6 +236,7 @@ std::string_view LevelPrefix(Level level) {
 
 void SetProgramName(std::string_view name) {
   ProgramName() = std::string(name);
+  Prefix() = BuildPrefix();
 }
 void SetDebug(bool on) {
   debug_enabled.store(on, std::memory_order_relaxed);
@@ -282,8 +298,11 @@ void EndThreadBatching() {
 }
 
 std::string FormatLine(Level level, std::string_view message) {
-  std::string line = absl::StrFormat("%s[%d]: ", ProgramName(), static_cast<int>(getpid()));
-  line.append(LevelPrefix(level));
+  const std::string_view level_prefix = LevelPrefix(level);
+  std::string line;
+  line.reserve(Prefix().size() + level_prefix.size() + message.size() + 1);
+  line.append(Prefix());
+  line.append(level_prefix);
   line.append(message);
   line.push_back('\n');
   return line;
