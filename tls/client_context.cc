@@ -136,8 +136,12 @@ absl::StatusOr<std::shared_ptr<const ClientContext>> ClientContext::Create(Clien
         absl::StrFormat("smtp_tls_CApath %s: no certificate could be loaded", o.ca_path));
   }
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, ClientVerify);
-  // No client session cache: every connection does a full handshake (documented).
+  // Sessions are kept outside wolfSSL (ClientSessionCache, one per shard): its internal cache
+  // is off. Session tickets are asked for in TLS 1.2 too (TLS 1.3 has them anyway).
   wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+  if (wolfSSL_CTX_UseSessionTicket(ctx) != WOLFSSL_SUCCESS) {
+    return absl::InternalError("wolfSSL_CTX_UseSessionTicket failed");
+  }
   return std::shared_ptr<const ClientContext>(std::move(context));
 }
 

@@ -71,11 +71,20 @@ TlsTransform::TlsTransform(std::shared_ptr<const ServerContext> context,
 }
 
 TlsTransform::TlsTransform(std::shared_ptr<const ClientContext> context, std::string server_name,
-                           HandshakeCallback on_handshake)
+                           HandshakeCallback on_handshake, ClientSessionCache* sessions,
+                           std::string session_key)
     : client_context_(std::move(context)),
       server_name_(std::move(server_name)),
+      sessions_(sessions),
+      session_key_(std::move(session_key)),
       on_handshake_(std::move(on_handshake)) {
   Init(client_context_->native());
+  if (sessions_ != nullptr) {
+    if (void* session = sessions_->Find(session_key_); session != nullptr) {
+      // A session the server no longer honours only costs a full handshake.
+      wolfSSL_set_session(static_cast<WOLFSSL*>(ssl_), static_cast<WOLFSSL_SESSION*>(session));
+    }
+  }
   unsigned char address[16];
   if (!server_name_.empty() && inet_pton(AF_INET, server_name_.c_str(), address) != 1 &&
       inet_pton(AF_INET6, server_name_.c_str(), address) != 1) {
@@ -99,7 +108,17 @@ void TlsTransform::Init(void* native) {
 }
 
 TlsTransform::~TlsTransform() {
-  wolfSSL_free(static_cast<WOLFSSL*>(ssl_));
+  auto* ssl = static_cast<WOLFSSL*>(ssl_);
+  if (sessions_ != nullptr && handshake_done_ && !info_.resumed) {
+    // Taken at the end: a TLS 1.3 server sends its ticket after the handshake.
+    WOLFSSL_SESSION* session = wolfSSL_get1_session(ssl);
+    if (session != nullptr && wolfSSL_SESSION_has_ticket(session) == 1) {
+      sessions_->Keep(session_key_, session);
+    } else if (session != nullptr) {
+      wolfSSL_SESSION_free(session);
+    }
+  }
+  wolfSSL_free(ssl);
 }
 
 int TlsTransform::ReadRaw(char* buffer, int size) {

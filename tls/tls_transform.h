@@ -30,6 +30,7 @@
 #include "core/reactor/connection.h"
 #include "tls/client_context.h"
 #include "tls/server_context.h"
+#include "tls/session_cache.h"
 
 namespace moat::tls {
 
@@ -63,11 +64,16 @@ class TlsTransform final : public reactor::Transform {
   using HandshakeCallback = absl::AnyInvocable<void(const HandshakeInfo&)>;
   // REQUIRES: context outlives nothing in particular (it is held).
   TlsTransform(std::shared_ptr<const ServerContext> context, HandshakeCallback on_handshake);
-  // The client role (outbound STARTTLS, owner "outbound-tls"): the first Decode() (an empty
-  // one will do) produces the ClientHello. `server_name` is sent as SNI unless it is an
-  // address literal, and the server certificate is matched against it (HandshakeInfo).
+  // The client role (outbound STARTTLS, owner "outbound-tls"; moat-loadgen): the first
+  // Decode() (an empty one will do) produces the ClientHello. `server_name` is sent as SNI
+  // unless it is an address literal, and the server certificate is matched against it
+  // (HandshakeInfo). With `sessions`, the session kept under `session_key` is offered
+  // (resumption), and a full handshake's ticket-bearing session is kept there when this
+  // transform goes away (session_cache.h says why only those). REQUIRES: `sessions` outlives
+  // this transform.
   TlsTransform(std::shared_ptr<const ClientContext> context, std::string server_name,
-               HandshakeCallback on_handshake);
+               HandshakeCallback on_handshake, ClientSessionCache* sessions = nullptr,
+               std::string session_key = "");
   ~TlsTransform() override;
   TlsTransform(const TlsTransform&) = delete;
   TlsTransform& operator=(const TlsTransform&) = delete;
@@ -80,6 +86,8 @@ class TlsTransform final : public reactor::Transform {
   void RequestCloseNotify() { close_notify_requested_ = true; }
 
   bool handshake_done() const { return handshake_done_; }
+  // The peer sent close_notify: what follows is ignored until the TCP EOF.
+  bool peer_closed() const { return peer_closed_; }
   const HandshakeInfo& info() const { return info_; }
   // Why the last Decode/Encode failed ("" if none): for the log line.
   const std::string& error() const { return error_; }
@@ -99,6 +107,8 @@ class TlsTransform final : public reactor::Transform {
   std::shared_ptr<const ServerContext> context_;  // server role
   std::shared_ptr<const ClientContext> client_context_;  // client role
   std::string server_name_;                              // client role: SNI, name check
+  ClientSessionCache* sessions_ = nullptr;               // client role: resumption
+  std::string session_key_;
   HandshakeCallback on_handshake_;
   void* ssl_ = nullptr;  // WOLFSSL*
   std::string in_;       // raw bytes not yet read by wolfSSL

@@ -114,7 +114,8 @@ struct ClientConn final : Conn, ClientListener {
   bool connected = false;
   bool idle = false;  // in the engine's idle_ list
   uint64_t started_ns = 0;     // connect submitted
-  TlsClient* tls = nullptr;    // == transform, once STARTTLS was answered
+  tls::TlsTransform* tls = nullptr;  // == transform, once STARTTLS was answered
+  bool tls_completed = false;        // the handshake completed since the last look
   uint64_t tls_start_ns = 0;   // ClientHello produced
   Op connect_op{OpKind::kConnect, this};
   sockaddr_in source{};
@@ -261,7 +262,11 @@ absl::Status Engine::Init() {
     tls_server_ = *std::move(context);
   }
   if (sending_ && options_.starttls) {
-    auto context = TlsClientContext::Create(options_.tls_resume);
+    // Opportunistic, as Postfix's smtp_tls_security_level = may: a load generator measures,
+    // it does not authenticate (an untrusted certificate is fine).
+    tls::ClientOptions client;
+    client.level = tls::ClientLevel::kMay;
+    auto context = tls::ClientContext::Create(std::move(client));
     if (!context.ok()) {
       return context.status();
     }
@@ -499,10 +504,11 @@ void Engine::OnClientRecv(ClientConn* c, int res) {
     FailClientTls(c);
     return;
   }
-  if (c->tls != nullptr && c->tls->TakeHandshakeCompleted()) {
+  if (c->tls != nullptr && c->tls_completed) {
+    c->tls_completed = false;
     const uint64_t now = MonotonicNs();
     ++send_.tls_handshakes;
-    send_.tls_resumed += c->tls->resumed() ? 1 : 0;
+    send_.tls_resumed += c->tls->info().resumed ? 1 : 0;
     send_.handshake_latency.Record(now > c->tls_start_ns ? now - c->tls_start_ns : 0);
     c->session.OnTlsEstablished();
   }
@@ -536,11 +542,16 @@ void Engine::OnClientRecv(ClientConn* c, int res) {
 }
 
 void Engine::StartClientTls(ClientConn* c) {
-  auto client = std::make_unique<TlsClient>(tls_client_.get());
+  // --tls-resume: one session for the one server, offered to every new connection.
+  auto client = std::make_unique<tls::TlsTransform>(
+      tls_client_, /*server_name=*/"",  // numeric addresses only: no SNI, no name check
+      [c](const tls::HandshakeInfo&) { c->tls_completed = true; },
+      options_.tls_resume ? &tls_sessions_ : nullptr, options_.server.text);
   c->tls = client.get();
   c->transform = std::move(client);
   c->tls_start_ns = MonotonicNs();
-  if (!c->tls->Start(&c->wire_out)) {
+  std::string plain;
+  if (!c->tls->Decode({}, &plain, &c->wire_out)) {  // the ClientHello
     FailClientTls(c);
   }
 }

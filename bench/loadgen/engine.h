@@ -20,8 +20,8 @@
 // Sink: see smtp_sink.h; with --fsync or --dir the 250 follows the completion of the linked
 // write (+ fdatasync) chain.
 //
-// TLS (--starttls, --tls-cert): a connection's bytes pass through its Transform (TlsClient for
-// the sender, tls::TlsTransform for the sink) once STARTTLS was answered 220; the handshake is
+// TLS (--starttls, --tls-cert): a connection's bytes pass through its Transform
+// (tls::TlsTransform: the client role for the sender, the server role for the sink) once STARTTLS was answered 220; the handshake is
 // driven by the same recv/send completions as the SMTP dialogue, so it never blocks the loop.
 // wire_out holds bytes ready for the socket (the plaintext 220, then TLS records) in order.
 //
@@ -43,7 +43,9 @@
 #include "bench/loadgen/message.h"
 #include "bench/loadgen/options.h"
 #include "bench/loadgen/stats.h"
-#include "bench/loadgen/tls_client.h"
+#include "tls/client_context.h"
+#include "tls/session_cache.h"
+#include "tls/tls_transform.h"
 #include "tls/server_context.h"
 
 namespace moat::loadgen {
@@ -193,7 +195,8 @@ class Engine {
   uint32_t servers_ = 0;
 
   // TLS.
-  std::unique_ptr<TlsClientContext> tls_client_;             // --starttls
+  std::shared_ptr<const tls::ClientContext> tls_client_;     // --starttls
+  tls::ClientSessionCache tls_sessions_;                     // --tls-resume
   std::shared_ptr<const tls::ServerContext> tls_server_;     // --tls-cert
 
   SendStats send_;

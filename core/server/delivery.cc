@@ -378,7 +378,13 @@ class OutboundConnection {
   // The server said 220 to STARTTLS: the client side of the TLS layer takes over the bytes
   // and the ClientHello goes out. Never blocks: wolfSSL runs over memory buffers.
   void StartTls() {
-    tls_ = std::make_unique<tls::TlsTransform>(tls_context_, hop_.host, nullptr);
+    // Resumption from the shard's session cache (may and encrypt only: at verify the
+    // certificate must be checked on every connection, and a resumed one brings none).
+    tls::ClientSessionCache* sessions = tls_context_->level() < tls::ClientLevel::kVerify
+                                            ? &pipeline_->tls_sessions_
+                                            : nullptr;
+    tls_ = std::make_unique<tls::TlsTransform>(tls_context_, hop_.host, nullptr, sessions,
+                                               destination_);
     std::string plain;
     if (!tls_->Decode({}, &plain, &outbox_)) {
       log::Warning("SSL_connect error to %s: %s", session_.NameAddrPort(), tls_->error());

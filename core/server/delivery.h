@@ -42,6 +42,7 @@
 #include "net/client/smtp_client_session.h"
 #include "queue/sched/scheduler.h"
 #include "tls/client_context.h"
+#include "tls/session_cache.h"
 
 namespace moat::server {
 
@@ -155,6 +156,10 @@ class DeliveryPipeline final : public ShardQueueOps {
   reactor::Reactor* reactor_ = nullptr;
   sched::Scheduler scheduler_;
   client::ConnectionCache cache_;
+  // outbound-tls: sessions to resume, by destination and TLS level (not at verify: a resumed
+  // session brings no certificate to verify again). Before connections_: their TLS layers
+  // hand their sessions here when they go away.
+  tls::ClientSessionCache tls_sessions_;
   std::shared_ptr<const tls::ClientContext> client_tls_;  // outbound-tls
   reactor::Timer wakeup_;
   bool dirty_ = true;

@@ -278,6 +278,50 @@ TEST_F(OutboundTlsTest, EncryptCarriesSeveralMessagesOverOneCachedTlsConnection)
   EXPECT_EQ(Count(moat->Stderr(), "TLS connection established"), handshakes) << moat->Stderr();
 }
 
+// A new connection to a destination resumes the TLS session an earlier one left behind (the
+// shard's session cache): an abbreviated handshake, seen by the sink's OpenSSL.
+TEST_F(OutboundTlsTest, MayResumesTheSessionOfAnEarlierConnection) {
+  // One shard (Configure: one cache), and cached connections closed after a second, so the
+  // second message needs a new connection.
+  Configure("smtp_tls_security_level = may\nsmtp_connection_cache_time_limit = 1s\n");
+  auto sink = StartTlsSink();
+  auto moat = StartMoat();
+  SendMessages(1);
+  ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
+  // Bounded wait for the idle connection to be closed (the sink counts connections; its own
+  // start-up probe is one of them).
+  const std::string connections_file = sink_dir_ + "/connections";
+  const int before = std::stoi("0" + testing::ReadFile(connections_file));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  SendMessages(1);
+  ASSERT_TRUE(WaitForReceived(2)) << moat->Stderr();
+  EXPECT_GT(std::stoi("0" + testing::ReadFile(connections_file)), before)
+      << "the second message came on a new connection";
+  size_t resumed = 0;
+  for (const std::string& file : Received()) {
+    resumed += file.find("X-Envelope-TLS: TLSv1.3 TLS_") != std::string::npos &&
+               file.find(" resumed\r\n") != std::string::npos;
+  }
+  EXPECT_EQ(resumed, 1u) << moat->Stderr();
+}
+
+// At verify, every connection checks the certificate: no resumption.
+TEST_F(OutboundTlsTest, VerifyNeverResumes) {
+  Configure(absl::StrCat("smtp_tls_security_level = verify\n",
+                         "smtp_connection_cache_time_limit = 1s\nsmtp_tls_CAfile = ", certs_->ca,
+                         "\n"));
+  auto sink = StartTlsSink();
+  auto moat = StartMoat();
+  SendMessages(1);
+  ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  SendMessages(1);
+  ASSERT_TRUE(WaitForReceived(2)) << moat->Stderr();
+  for (const std::string& file : Received()) {
+    EXPECT_EQ(file.find(" resumed\r\n"), std::string::npos) << file;
+  }
+}
+
 TEST_F(OutboundTlsTest, EncryptDefersWhenStarttlsIsNotOffered) {
   Configure("smtp_tls_security_level = encrypt\n");
   auto sink = StartSink();

@@ -1,11 +1,9 @@
-// Unit tests of moat-loadgen's TLS: the client TLS layer (TlsClient) handshaking in memory
-// against moat's own server side (tls::ServerContext + tls::TlsTransform), records both ways,
-// ticket resumption through TlsClientContext, garbage from the server; and the STARTTLS steps
-// of the client and sink SMTP state machines (offered, not offered, refused, plaintext
+// Unit tests of moat-loadgen's TLS: the client side it uses (tls::TlsTransform's client role
+// with a tls::ClientSessionCache for --tls-resume) handshaking in memory against moat's own
+// server side, records both ways, ticket resumption, garbage from the server; and the STARTTLS
+// steps of the client and sink SMTP state machines (offered, not offered, refused, plaintext
 // injected after the 220 dropped on both sides, EHLO again after the handshake). No sockets.
 // Owner: "tlsbench".
-#include "bench/loadgen/tls_client.h"
-
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,7 +15,9 @@
 #include "bench/loadgen/smtp_sink.h"
 #include "tests/testing/testing.h"
 #include "tests/tls/test_certs.h"
+#include "tls/client_context.h"
 #include "tls/server_context.h"
+#include "tls/session_cache.h"
 #include "tls/tls_transform.h"
 
 namespace moat::loadgen {
@@ -38,12 +38,18 @@ class TlsClientTest : public ::testing::Test {
     auto server = tls::ServerContext::Create(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
     server_context_ = *server;
+    tls::ClientOptions client;  // as moat-loadgen's: opportunistic, nothing verified
+    client.level = tls::ClientLevel::kMay;
+    auto context = tls::ClientContext::Create(std::move(client));
+    ASSERT_TRUE(context.ok()) << context.status();
+    client_context_ = *context;
   }
 
   struct Pair {
-    std::unique_ptr<TlsClient> client;
+    std::unique_ptr<tls::TlsTransform> client;
     std::unique_ptr<tls::TlsTransform> server;
     tls::HandshakeInfo server_info;
+    int client_handshakes = 0;
     int server_handshakes = 0;
     std::string client_plain;
     std::string server_plain;
@@ -51,17 +57,19 @@ class TlsClientTest : public ::testing::Test {
 
   // Runs a handshake between a new client and a new server transform, exchanging the bytes
   // in memory for at most 10 round trips. Returns the pair (check handshake_done()).
-  std::unique_ptr<Pair> Handshake(TlsClientContext* context) {
+  std::unique_ptr<Pair> Handshake(tls::ClientSessionCache* sessions = nullptr) {
     auto p = std::make_unique<Pair>();
     Pair* raw = p.get();
-    p->client = std::make_unique<TlsClient>(context);
+    p->client = std::make_unique<tls::TlsTransform>(
+        client_context_, "", [raw](const tls::HandshakeInfo&) { ++raw->client_handshakes; },
+        sessions, "127.0.0.1:2525");
     p->server = std::make_unique<tls::TlsTransform>(
         server_context_, [raw](const tls::HandshakeInfo& info) {
           raw->server_info = info;
           ++raw->server_handshakes;
         });
     std::string to_server;
-    EXPECT_TRUE(p->client->Start(&to_server));
+    EXPECT_TRUE(p->client->Decode({}, &p->client_plain, &to_server));
     EXPECT_FALSE(to_server.empty());  // the ClientHello
     for (int i = 0; i < 10 && !(p->client->handshake_done() && p->server->handshake_done()); ++i) {
       std::string to_client;
@@ -80,20 +88,18 @@ class TlsClientTest : public ::testing::Test {
   testing::TempDir dir_;
   tls_testing::TestCerts certs_;
   std::shared_ptr<const tls::ServerContext> server_context_;
+  std::shared_ptr<const tls::ClientContext> client_context_;
 };
 
 TEST_F(TlsClientTest, HandshakeThenRecordsBothWays) {
-  auto context = TlsClientContext::Create(/*resume=*/false);
-  ASSERT_TRUE(context.ok()) << context.status();
-  auto p = Handshake(context->get());
+  auto p = Handshake();
   ASSERT_TRUE(p->client->handshake_done());
   ASSERT_TRUE(p->server->handshake_done());
   EXPECT_EQ(p->server_handshakes, 1);
-  EXPECT_TRUE(p->client->TakeHandshakeCompleted());
-  EXPECT_FALSE(p->client->TakeHandshakeCompleted());  // reported once
-  EXPECT_EQ(p->client->protocol(), "TLSv1.3");
-  EXPECT_FALSE(p->client->cipher().empty());
-  EXPECT_FALSE(p->client->resumed());
+  EXPECT_EQ(p->client_handshakes, 1);  // reported once
+  EXPECT_EQ(p->client->info().protocol, "TLSv1.3");
+  EXPECT_FALSE(p->client->info().cipher.empty());
+  EXPECT_FALSE(p->client->info().resumed);
 
   std::string wire;
   ASSERT_TRUE(p->client->Encode(std::string_view("EHLO client.test\r\n"), &wire));
@@ -113,36 +119,39 @@ TEST_F(TlsClientTest, HandshakeThenRecordsBothWays) {
 }
 
 TEST_F(TlsClientTest, TicketFromAnEndedConnectionResumesTheNext) {
-  auto context = TlsClientContext::Create(/*resume=*/true);
-  ASSERT_TRUE(context.ok()) << context.status();
-  EXPECT_EQ((*context)->session(), nullptr);
+  tls::ClientSessionCache sessions;
   {
-    auto first = Handshake(context->get());
+    auto first = Handshake(&sessions);
     ASSERT_TRUE(first->client->handshake_done());
-    EXPECT_FALSE(first->client->resumed());
-  }  // the ended connection leaves its ticket behind
-  EXPECT_NE((*context)->session(), nullptr);
-  auto second = Handshake(context->get());
-  ASSERT_TRUE(second->client->handshake_done());
-  EXPECT_TRUE(second->client->resumed());
-  EXPECT_TRUE(second->server_info.resumed);
+    EXPECT_FALSE(first->client->info().resumed);
+    EXPECT_EQ(sessions.size(), 0u) << "kept when the connection ends (the ticket comes late)";
+  }
+  ASSERT_EQ(sessions.size(), 1u);
+  void* kept = sessions.Find("127.0.0.1:2525");
+  ASSERT_NE(kept, nullptr);
+  {
+    auto second = Handshake(&sessions);
+    ASSERT_TRUE(second->client->handshake_done());
+    EXPECT_TRUE(second->client->info().resumed);
+    EXPECT_TRUE(second->server_info.resumed);
+  }
+  EXPECT_EQ(sessions.Find("127.0.0.1:2525"), kept)
+      << "a resumed connection's session is not kept (Postfix refuses it)";
+  auto third = Handshake(&sessions);
+  EXPECT_TRUE(third->client->info().resumed) << "the first ticket is offered again";
 
-  // Without --tls-resume nothing is kept, so every handshake is full.
-  auto plain = TlsClientContext::Create(/*resume=*/false);
-  ASSERT_TRUE(plain.ok());
-  { auto a = Handshake(plain->get()); }
-  EXPECT_EQ((*plain)->session(), nullptr);
-  auto b = Handshake(plain->get());
-  EXPECT_FALSE(b->client->resumed());
+  // Without a cache (no --tls-resume) every handshake is full.
+  { auto a = Handshake(); }
+  auto b = Handshake();
+  EXPECT_FALSE(b->client->info().resumed);
 }
 
 TEST_F(TlsClientTest, GarbageFromTheServerIsAnErrorValue) {
-  auto context = TlsClientContext::Create(false);
-  ASSERT_TRUE(context.ok());
-  TlsClient client(context->get());
+  tls::TlsTransform client(client_context_, "", nullptr);
   std::string out;
-  ASSERT_TRUE(client.Start(&out));
   std::string plain;
+  ASSERT_TRUE(client.Decode({}, &plain, &out));
+  EXPECT_FALSE(out.empty());
   EXPECT_FALSE(client.Decode(std::string_view("250 this is not TLS at all\r\n"), &plain, &out));
   EXPECT_FALSE(client.error().empty());
   EXPECT_FALSE(client.handshake_done());

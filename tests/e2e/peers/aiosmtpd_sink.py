@@ -11,7 +11,7 @@ and keeps DIR/connections (the number of SMTP connections accepted so far) up to
 Options make it misbehave on purpose: --tempfail-first N answers 451 to the first N DATA
 commands' end of data; --reject-rcpt SUBSTR answers 550 5.1.1 to matching recipients.
 --tls-cert/--tls-key offer STARTTLS (TLS 1.2+, or 1.3 only with --tls13-only); then every message file gets a third
-envelope line "X-Envelope-TLS: <protocol> <cipher>" or "X-Envelope-TLS: none", and the
+envelope line "X-Envelope-TLS: <protocol> <cipher>[ resumed]" or "X-Envelope-TLS: none", and the
 SNI host names clients sent are appended to DIR/sni, one per line.
 Runs until --duration seconds have passed (it always stops by itself).
 """
@@ -58,6 +58,8 @@ class Handler:
             ssl_object = (session.ssl or {}).get("ssl_object")
             if ssl_object is not None:
                 tls = "%s %s" % (ssl_object.version(), ssl_object.cipher()[0])
+                if ssl_object.session_reused:
+                    tls += " resumed"
             head += "X-Envelope-TLS: %s\r\n" % tls
         head += "\r\n"
         tmp = os.path.join(self.directory, ".%d.tmp" % n)
