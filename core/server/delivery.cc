@@ -664,13 +664,15 @@ void DeliveryPipeline::OnContentLoaded(const std::string& id, absl::StatusOr<std
       }
     }
   }
-  if (auto b = pending_bounces_.find(id); b != pending_bounces_.end()) {
-    PendingBounce pending = std::move(b->second);
-    pending_bounces_.erase(b);
-    if (content.ok()) {
-      pending.message.content = std::make_shared<const std::string>(*std::move(content));
+  if (auto n = pending_notices_.find(id); n != pending_notices_.end()) {
+    std::vector<sched::DsnRequest> notices = std::move(n->second);
+    pending_notices_.erase(n);
+    for (sched::DsnRequest& request : notices) {
+      if (content.ok()) {
+        request.original_message = *content;
+      }  // else without the original: the notification itself still goes
+      SendNotification(request);
     }
-    Bounce(pending.finished, pending.message);  // without the original when it was unreadable
   }
   dirty_ = true;
   if (reactor_ != nullptr) {
@@ -964,7 +966,11 @@ void DeliveryPipeline::ProcessSchedulerOutput() {
     Finish(f);
   }
   for (const sched::DelayWarning& w : scheduler_.TakeDelayWarnings()) {
-    log::Info("%s: delayed mail warning due (sender <%s>)", w.id, w.sender);
+    auto it = messages_.find(w.id);
+    if (it != messages_.end()) {
+      Notify(NotificationFor(w.id, it->second, sched::DsnKind::kDelay, w.recipients),
+             it->second.content);
+    }
   }
 }
 
@@ -990,27 +996,25 @@ void DeliveryPipeline::Finish(const sched::FinishedMessage& finished) {
                  : (finished.expired ? queue::Outcome::kExpired : queue::Outcome::kBounced),
             r.result.reason);
   }
-  if (any_bounced && !message.sender.empty() && message.content == nullptr) {
-    // The bounce carries the original's headers (or all of it): read it back first.
-    DropContent(it->second);
-    pending_bounces_[finished.id] = {finished, std::move(it->second)};
-    LoadContent(finished.id);
-  } else if (any_bounced) {
-    Bounce(finished, message);
+  if (any_bounced) {
+    Notify(NotificationFor(finished.id, message, sched::DsnKind::kFailure, finished.recipients),
+           message.content);
   }
+  // NOTIFY=SUCCESS to a next hop that did not take the DSN request: "relayed".
+  Notify(NotificationFor(finished.id, message, sched::DsnKind::kSuccess, finished.recipients),
+         message.content);
   log::Info("%s: removed", finished.id);
   DropContent(it->second);
   messages_.erase(it);
   reclaim_due_ = true;
 }
 
-void DeliveryPipeline::Bounce(const sched::FinishedMessage& finished, const Message& message) {
-  if (message.sender.empty()) {
-    return;  // never a bounce to the null sender
-  }
+sched::DsnRequest DeliveryPipeline::NotificationFor(
+    std::string_view queue_id, const Message& message, sched::DsnKind kind,
+    const std::vector<sched::FinalRecipient>& recipients) const {
   sched::DsnRequest request;
-  request.kind = sched::DsnKind::kFailure;
-  request.queue_id = finished.id;
+  request.kind = kind;
+  request.queue_id = std::string(queue_id);
   request.myhostname = settings_.myhostname;
   request.sender = message.sender;
   request.envid = message.envid;
@@ -1018,10 +1022,29 @@ void DeliveryPipeline::Bounce(const sched::FinishedMessage& finished, const Mess
   request.arrival = message.arrival;
   request.now = absl::Now();
   request.maximal_queue_lifetime = settings_.scheduler.maximal_queue_lifetime;
-  if (message.content != nullptr) {
-    request.original_message = *message.content;
+  request.delay_warning_time = settings_.scheduler.delay_warning_time;
+  request.recipients = sched::DsnRecipientsFor(recipients, kind);
+  return request;
+}
+
+void DeliveryPipeline::Notify(sched::DsnRequest request,
+                              const std::shared_ptr<const std::string>& content) {
+  // Never to the null sender, and only for recipients whose NOTIFY asks for this kind.
+  if (request.sender.empty() || request.recipients.empty() || !sched::ComposeDsn(request)) {
+    return;
   }
-  request.recipients = sched::DsnRecipientsFor(finished.recipients, sched::DsnKind::kFailure);
+  if (content != nullptr) {
+    request.original_message = *content;
+    SendNotification(request);
+    return;
+  }
+  // On disk only: read the original back first (its segment stays while a read is pending).
+  const std::string id = request.queue_id;
+  pending_notices_[id].push_back(std::move(request));
+  LoadContent(id);
+}
+
+void DeliveryPipeline::SendNotification(sched::DsnRequest& request) {
   const std::string notification_id = spool_.NewQueueId();
   request.notification_id = notification_id;
   std::optional<sched::DsnMessage> dsn = sched::ComposeDsn(request);
@@ -1037,7 +1060,10 @@ void DeliveryPipeline::Bounce(const sched::FinishedMessage& finished, const Mess
   envelope.sender = "";
   envelope.recipients.push_back(
       {dsn->envelope_recipient, "", 0, dsn->envelope_recipient, resolver_(dsn->envelope_recipient)});
-  log::Info("%s", sched::FormatNotificationLine(finished.id, "non-delivery", notification_id));
+  const char* what = request.kind == sched::DsnKind::kFailure ? "non-delivery"
+                     : request.kind == sched::DsnKind::kDelay ? "delay"
+                                                              : "delivery status";
+  log::Info("%s", sched::FormatNotificationLine(request.queue_id, what, notification_id));
   spool_.SubmitInternal(std::move(envelope), std::move(dsn->content));
 }
 

@@ -40,6 +40,7 @@
 #include "net/client/connection_cache.h"
 #include "net/client/next_hop.h"
 #include "net/client/smtp_client_session.h"
+#include "queue/sched/dsn.h"
 #include "queue/sched/scheduler.h"
 #include "tls/client_context.h"
 #include "tls/session_cache.h"
@@ -118,11 +119,6 @@ class DeliveryPipeline final : public ShardQueueOps {
     std::shared_ptr<const std::string> content;  // null: on disk only (read back when needed)
     std::vector<WaitingJob> waiting;  // jobs that wait for the content to be read back
   };
-  // A message final with failed recipients whose content is being read back for its bounce.
-  struct PendingBounce {
-    sched::FinishedMessage finished;
-    Message message;
-  };
 
   void Enqueue(const queue::QueuedMessage& message, std::shared_ptr<const std::string> content);
   void OnTurn();
@@ -137,7 +133,15 @@ class DeliveryPipeline final : public ShardQueueOps {
                  const OutboundConnection* connection);
   void ProcessSchedulerOutput();
   void Finish(const sched::FinishedMessage& finished);
-  void Bounce(const sched::FinishedMessage& finished, const Message& message);
+  // RFC 3464 notifications to the sender (failure: a bounce; delay: delay_warning_time;
+  // success: NOTIFY=SUCCESS relayed to a next hop without DSN). Notify() checks that one is
+  // due (NOTIFY, null sender), then sends it with the original from `content`, or reads the
+  // original back from the spool first when the message is on disk only.
+  sched::DsnRequest NotificationFor(std::string_view queue_id, const Message& message,
+                                    sched::DsnKind kind,
+                                    const std::vector<sched::FinalRecipient>& recipients) const;
+  void Notify(sched::DsnRequest request, const std::shared_ptr<const std::string>& content);
+  void SendNotification(sched::DsnRequest& request);
   void Journal(const Message& message, std::string_view queue_id, int spool_recipient,
                queue::Outcome outcome, std::string_view detail);
   void OfferIdle(OutboundConnection* connection);
@@ -173,7 +177,8 @@ class DeliveryPipeline final : public ShardQueueOps {
   // Content read back from the spool: one load per message at a time.
   absl::flat_hash_map<std::string, std::unique_ptr<ContentLoad>> loads_;
   std::vector<std::unique_ptr<ContentLoad>> finished_loads_;
-  absl::flat_hash_map<std::string, PendingBounce> pending_bounces_;
+  // Notifications waiting for their original to be read back, by queue id.
+  absl::flat_hash_map<std::string, std::vector<sched::DsnRequest>> pending_notices_;
   uint64_t content_bytes_ = 0;
   uint64_t content_reads_ = 0;
   absl::Time last_reclaim_ = absl::InfinitePast();

@@ -253,6 +253,74 @@ TEST_F(DeliveryTest, PermanentFailureBouncesToTheSenderFromTheNullSender) {
   // A bounce is never bounced: the null sender gets no notification.
 }
 
+// RFC 3461 NOTIFY=SUCCESS to a next hop that does not offer DSN (the sink): moat reports the
+// recipient as "relayed" to the sender, as Postfix does.
+TEST_F(DeliveryTest, NotifySuccessGetsARelayedNotification) {
+  Configure();
+  auto sink = StartSink();
+  auto moat = StartMoat();
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_EQ(ReplyCode(c.Command("MAIL FROM:<owner@sender.example> ENVID=env-42")), 250);
+  ASSERT_EQ(ReplyCode(c.Command("RCPT TO:<user@example.com> NOTIFY=SUCCESS,FAILURE "
+                                "ORCPT=rfc822;user@example.com")),
+            250);
+  ASSERT_EQ(ReplyCode(c.Command("DATA")), 354);
+  ASSERT_TRUE(c.Send("Message-ID: <notify-success@test>\r\nSubject: s\r\n\r\nbody\r\n.\r\n"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 250);
+  ASSERT_TRUE(WaitForReceived(2)) << moat->Stderr();
+  std::string dsn;
+  for (const auto& [name, file] : Received()) {
+    if (file.find("X-Envelope-From: <>") != std::string::npos) {
+      dsn = file;
+    }
+  }
+  ASSERT_FALSE(dsn.empty()) << moat->Stderr();
+  EXPECT_NE(dsn.find("X-Envelope-To: <owner@sender.example>"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Action: relayed"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Original-Envelope-Id: env-42"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Message-ID: <notify-success@test>"), std::string::npos) << dsn;
+  EXPECT_TRUE(WaitForLog(*moat, "sender delivery status notification: ")) << moat->Stderr();
+
+  // Without NOTIFY=SUCCESS nothing is sent on success.
+  ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "user@example.com", Message(3))), 250);
+  ASSERT_TRUE(WaitForReceived(3)) << moat->Stderr();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(Received().size(), 3u) << "a notification nobody asked for";
+}
+
+// delay_warning_time: a message still deferred after it gets one "delayed" notification to its
+// sender (the recipient's next hop is down; the sender's route works).
+TEST_F(DeliveryTest, DelayWarningTimeSendsADelayedNotification) {
+  const int down_port = testing::FreePort();  // nothing listens there
+  Configure("relay_domains = example.com, slow.example\ndelay_warning_time = 1s\n");
+  dir_.Write("transport", absl::StrCat("example.com smtp:[127.0.0.1]:", sink_port_, "\n",
+                                       "sender.example smtp:[127.0.0.1]:", sink_port_, "\n",
+                                       "slow.example smtp:[127.0.0.1]:", down_port, "\n"));
+  auto r = testing::RunMoat({"postmap", "hash:" + dir_.path() + "/transport"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto sink = StartSink();
+  auto moat = StartMoat();
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "user@slow.example", Message(5))), 250);
+  ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
+  const std::string dsn = Received().begin()->second;
+  EXPECT_NE(dsn.find("X-Envelope-From: <>"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("X-Envelope-To: <owner@sender.example>"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Action: delayed"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Final-Recipient: rfc822; user@slow.example"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Message-ID: <5@test>"), std::string::npos) << "original headers\n" << dsn;
+  EXPECT_TRUE(WaitForLog(*moat, "sender delay notification: ")) << moat->Stderr();
+  // One warning per message, not one per retry.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_EQ(Received().size(), 1u) << moat->Stderr();
+}
+
 // A queue beyond moat_queue_content_memory keeps its content on disk only: every delivery
 // attempt and every bounce reads the message back from the spool (budget 0: always), and what
 // arrives is still byte-exact.
