@@ -132,6 +132,13 @@ class DeliveryTest : public ::testing::Test {
                         "\xc3\xa9t\xc3\xa9 8-bit text\r\nlast line\r\n");
   }
 
+  // Connects from 127.0.0.2 (outside mynetworks), reads the greeting and says EHLO.
+  void Greet(SmtpClient& c) {
+    ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
+    ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
+    ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  }
+
   int Connections() {
     std::string text = testing::ReadFile(sink_dir_ + "/connections");
     return text.empty() ? 0 : std::stoi(text);
@@ -150,9 +157,7 @@ TEST_F(DeliveryTest, EveryMessageArrivesOnceByteExactAndConnectionsAreReused) {
   auto moat = StartMoat();
   constexpr int kMessages = 30;
   SmtpClient c;
-  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
   for (int i = 0; i < kMessages; ++i) {
     std::string reply =
         c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"), Message(i));
@@ -183,9 +188,7 @@ TEST_F(DeliveryTest, DownstreamDownDefersAndQueueFlushDeliversWhenItIsBack) {
   Configure("minimal_backoff_time = 1h\nmaximal_backoff_time = 2h\nqueue_run_delay = 1h\n");
   auto moat = StartMoat();
   SmtpClient c;
-  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", "user@example.com", Message(i))), 250);
   }
@@ -214,9 +217,7 @@ TEST_F(DeliveryTest, TemporaryFailureIsRetriedUntilItSucceeds) {
   auto sink = StartSink({"--tempfail-first", "1"});
   auto moat = StartMoat();
   SmtpClient c;
-  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
   ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", "user@example.com", Message(7))), 250);
   ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
   // The sink writes the message before it answers 250, and moat logs status=sent only after it
@@ -236,9 +237,7 @@ TEST_F(DeliveryTest, PermanentFailureBouncesToTheSenderFromTheNullSender) {
   auto sink = StartSink({"--reject-rcpt", "nobody"});
   auto moat = StartMoat();
   SmtpClient c;
-  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
   ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "nobody@example.com", Message(9))), 250);
   ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
   auto received = Received();
@@ -260,9 +259,7 @@ TEST_F(DeliveryTest, NotifySuccessGetsARelayedNotification) {
   auto sink = StartSink();
   auto moat = StartMoat();
   SmtpClient c;
-  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
   ASSERT_EQ(ReplyCode(c.Command("MAIL FROM:<owner@sender.example> ENVID=env-42")), 250);
   ASSERT_EQ(ReplyCode(c.Command("RCPT TO:<user@example.com> NOTIFY=SUCCESS,FAILURE "
                                 "ORCPT=rfc822;user@example.com")),
@@ -304,9 +301,7 @@ TEST_F(DeliveryTest, DelayWarningTimeSendsADelayedNotification) {
   auto sink = StartSink();
   auto moat = StartMoat();
   SmtpClient c;
-  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
   ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "user@slow.example", Message(5))), 250);
   ASSERT_TRUE(WaitForReceived(1)) << moat->Stderr();
   const std::string dsn = Received().begin()->second;
@@ -329,9 +324,7 @@ TEST_F(DeliveryTest, ContentBeyondTheMemoryBudgetIsReadBackFromTheSpool) {
             "minimal_backoff_time = 1h\nmaximal_backoff_time = 2h\nqueue_run_delay = 1h\n");
   auto moat = StartMoat();
   SmtpClient c;
-  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
   constexpr int kMessages = 5;
   for (int i = 0; i < kMessages; ++i) {
     ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"),
@@ -393,9 +386,7 @@ TEST_F(DeliveryTest, SpoolDiskUsageReturnsToNearZeroWhenEverythingIsDelivered) {
   auto moat = StartMoat();
   constexpr int kMessages = 20;
   SmtpClient c;
-  ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-  ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-  ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
   for (int i = 0; i < kMessages; ++i) {
     ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", "user@example.com", Message(i))), 250);
   }
@@ -443,9 +434,7 @@ TEST_F(DeliveryTest, KillDashNineDuringDeliveryLosesNothing) {
   {
     auto moat = StartMoat();
     SmtpClient c;
-    ASSERT_TRUE(c.Connect(port_, "127.0.0.1", "127.0.0.2"));
-    ASSERT_EQ(ReplyCode(c.ReadReply()), 220);
-    ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
+    ASSERT_NO_FATAL_FAILURE(Greet(c));
     for (int i = 0; i < kMessages; ++i) {
       ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", "user@example.com", Message(i))), 250);
     }
