@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -937,9 +938,12 @@ void DeliveryPipeline::OnJobDone(const sched::Job& job,
   }
   scheduler_.OnResult(job.id, out, now);
   ProcessSchedulerOutput();
-  if (auto m = messages_.find(job.message_id);
-      m != messages_.end() && content_bytes_ > settings_.content_memory) {
-    DropContent(m->second);  // still queued, over the budget: read back at its next attempt
+  if (content_bytes_ > settings_.content_memory) {
+    // Still queued (it may have become final above), over the budget: read back at its next
+    // attempt.
+    if (auto m = messages_.find(job.message_id); m != messages_.end()) {
+      DropContent(m->second);
+    }
   }
   dirty_ = true;
   if (reactor_ != nullptr) {
@@ -1000,9 +1004,16 @@ void DeliveryPipeline::Finish(const sched::FinishedMessage& finished) {
     Notify(NotificationFor(finished.id, message, sched::DsnKind::kFailure, finished.recipients),
            message.content);
   }
-  // NOTIFY=SUCCESS to a next hop that did not take the DSN request: "relayed".
-  Notify(NotificationFor(finished.id, message, sched::DsnKind::kSuccess, finished.recipients),
-         message.content);
+  // NOTIFY=SUCCESS to a next hop that did not take the DSN request: "relayed". Checked first:
+  // this runs for every delivered message, and almost none asks.
+  if (std::any_of(finished.recipients.begin(), finished.recipients.end(),
+                  [](const sched::FinalRecipient& r) {
+                    return r.result.status == sched::DeliveryStatus::kSent &&
+                           sched::NotifyAllowsSuccess(r.notify);
+                  })) {
+    Notify(NotificationFor(finished.id, message, sched::DsnKind::kSuccess, finished.recipients),
+           message.content);
+  }
   log::Info("%s: removed", finished.id);
   DropContent(it->second);
   messages_.erase(it);
@@ -1030,7 +1041,19 @@ sched::DsnRequest DeliveryPipeline::NotificationFor(
 void DeliveryPipeline::Notify(sched::DsnRequest request,
                               const std::shared_ptr<const std::string>& content) {
   // Never to the null sender, and only for recipients whose NOTIFY asks for this kind.
-  if (request.sender.empty() || request.recipients.empty() || !sched::ComposeDsn(request)) {
+  const auto asks = [kind = request.kind](const sched::DsnRecipient& r) {
+    switch (kind) {
+      case sched::DsnKind::kFailure:
+        return sched::NotifyAllowsFailure(r.notify);
+      case sched::DsnKind::kDelay:
+        return sched::NotifyAllowsDelay(r.notify);
+      case sched::DsnKind::kSuccess:
+        return sched::NotifyAllowsSuccess(r.notify);
+    }
+    return false;
+  };
+  if (request.sender.empty() ||
+      std::none_of(request.recipients.begin(), request.recipients.end(), asks)) {
     return;
   }
   if (content != nullptr) {
