@@ -341,6 +341,7 @@ void Spool::AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd) {
     if (NeedsSegment()) {
       FailPending(fd.status());
     } else {
+      spare_failed_ = true;
       log::Warning("spool: shard %d: spare segment %d: %s", options_.shard, number,
                    std::string(fd.status().message()));
     }
@@ -381,6 +382,7 @@ absl::Status Spool::StartSegment() {
       return absl::AlreadyExistsError("spool: no free segment number");
     }
   }
+  spare_failed_ = false;  // a new segment: its own early spare may be tried
   segment_ = Segment();
   segment_.number = number;
   segment_.fd = fd;
@@ -421,7 +423,8 @@ bool Spool::ShouldPrepareSpare() const {
     return true;
   }
   // Half way through the current segment: the next roll-over will find its file ready.
-  return !segment_.sealed && segment_.fd >= 0 && segment_.offset * 2 >= options_.segment_bytes;
+  return !spare_failed_ && !segment_.sealed && segment_.fd >= 0 &&
+         segment_.offset * 2 >= options_.segment_bytes;
 }
 
 void Spool::FailPending(const absl::Status& status) {

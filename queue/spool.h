@@ -160,8 +160,10 @@ class Spool {
   void set_inline_segment_creation(bool on) { inline_segments_ = on; }
   // Staged records wait for a new segment and no spare is ready.
   bool NeedsSegment() const;
-  // The driver should request a spare now: one is needed, or the current segment is half full.
-  // An idle spool never asks (no 64 MiB file waits on an empty disk).
+  // The driver should request a spare now: one is needed, or the current segment is half full
+  // (once per segment: after a failed early spare it waits until one is needed, so a full disk
+  // is not retried every loop turn). An idle spool never asks (no 64 MiB file waits on an
+  // empty disk).
   bool ShouldPrepareSpare() const;
   // Creates (O_EXCL) and preallocates a segment file; returns its fd. Blocks; thread-safe.
   static absl::StatusOr<int> CreateSegmentFile(const std::string& path, uint64_t bytes,
@@ -240,6 +242,8 @@ class Spool {
   bool spare_requested_ = false;
   bool inline_segments_ = true;
   int spare_failures_ = 0;
+  // An early (half-full) spare failed: not asked for again before this segment is full.
+  bool spare_failed_ = false;
   absl::flat_hash_map<uint64_t, uint64_t> salts_;  // segment number -> salt
   // alloc: staged records; bounded by the sessions waiting for their 250 on this shard.
   std::deque<Pending> pending_;

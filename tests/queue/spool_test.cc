@@ -415,6 +415,40 @@ TEST_F(SpoolTest, SegmentWithPendingMessageIsNotReclaimedNorAreOutcomesPointingA
   EXPECT_FALSE(spool->index().Find(ids[0])->final());
 }
 
+// Without inline creation (the shard's way), a failed early spare (disk full) is not asked for
+// again every loop turn: only once a batch really needs the next segment.
+TEST_F(SpoolTest, FailedEarlySpareIsRetriedOnlyWhenASegmentIsNeeded) {
+  SpoolOptions options = Options();
+  options.segment_bytes = 8192;
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  spool->set_inline_segment_creation(false);
+  auto adopt_created = [&] {
+    Spool::SpareRequest r = spool->RequestSpareSegment();
+    spool->AdoptSpareSegment(r.number, Spool::CreateSegmentFile(r.path, r.bytes, r.preallocate));
+  };
+  std::string content = MakeContent("early@example", 3000);
+  spool->Stage(MakeEnvelope(spool->NewQueueId()), content);
+  EXPECT_EQ(spool->PrepareCommit(), nullptr) << "no segment yet, and none made inline";
+  ASSERT_TRUE(spool->NeedsSegment());
+  ASSERT_TRUE(spool->ShouldPrepareSpare());
+  adopt_created();
+  BlockingCommitter::CommitAll(*spool);
+  spool->Stage(MakeEnvelope(spool->NewQueueId()), content);
+  BlockingCommitter::CommitAll(*spool);  // past half of the segment
+  ASSERT_TRUE(spool->ShouldPrepareSpare()) << "early spare for the next roll-over";
+  Spool::SpareRequest early = spool->RequestSpareSegment();
+  spool->AdoptSpareSegment(early.number, absl::ResourceExhaustedError("disk full"));
+  EXPECT_TRUE(spool->WantsSpareSegment());
+  EXPECT_FALSE(spool->ShouldPrepareSpare()) << "not again until one is needed";
+  spool->Stage(MakeEnvelope(spool->NewQueueId()), content);  // does not fit any more
+  EXPECT_TRUE(spool->NeedsSegment());
+  EXPECT_TRUE(spool->ShouldPrepareSpare());
+  adopt_created();
+  BlockingCommitter::CommitAll(*spool);
+  EXPECT_FALSE(spool->HasPending());
+}
+
 TEST_F(SpoolTest, SpareSegmentIsUsedWhenTheSegmentFillsUp) {
   SpoolOptions options = Options();
   options.segment_bytes = 8192;
