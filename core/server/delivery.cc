@@ -640,21 +640,25 @@ void DeliveryPipeline::OnContentLoaded(const std::string& id, absl::StatusOr<std
     loads_.erase(load);
   }
   ++content_reads_;
-  absl::StatusOr<std::string> content = record;
+  // Verified once, then shared by the waiting jobs and notifications (no further copy).
+  absl::StatusOr<std::string> content = record.status();
   if (record.ok()) {
     const queue::QueuedMessage* m = spool_.spool().index().Find(id);
     content = m != nullptr ? spool_.spool().DecodeContent(*m, *record)
                            : absl::NotFoundError("not in the spool index");
   }
-  if (!content.ok()) {
+  std::shared_ptr<const std::string> shared;
+  if (content.ok()) {
+    shared = std::make_shared<const std::string>(*std::move(content));
+  } else {
     log::Warning("%s: cannot read the queued message back from the spool: %s", id,
                  content.status().message());
   }
   if (auto it = messages_.find(id); it != messages_.end()) {
     std::vector<WaitingJob> waiting;
     waiting.swap(it->second.waiting);
-    if (content.ok()) {
-      KeepContent(it->second, std::make_shared<const std::string>(*content));
+    if (shared != nullptr) {
+      KeepContent(it->second, shared);
       for (WaitingJob& w : waiting) {
         StartJob(std::move(w.job), w.plaintext);
       }
@@ -669,8 +673,8 @@ void DeliveryPipeline::OnContentLoaded(const std::string& id, absl::StatusOr<std
     std::vector<sched::DsnRequest> notices = std::move(n->second);
     pending_notices_.erase(n);
     for (sched::DsnRequest& request : notices) {
-      if (content.ok()) {
-        request.original_message = *content;
+      if (shared != nullptr) {
+        request.original_message = *shared;
       }  // else without the original: the notification itself still goes
       SendNotification(request);
     }
