@@ -641,11 +641,11 @@ void DeliveryPipeline::OnContentLoaded(const std::string& id, absl::StatusOr<std
   }
   ++content_reads_;
   // Verified once, then shared by the waiting jobs and notifications (no further copy).
-  absl::StatusOr<std::string> content = record.status();
-  if (record.ok()) {
-    const queue::QueuedMessage* m = spool_.spool().index().Find(id);
-    content = m != nullptr ? spool_.spool().DecodeContent(*m, *record)
-                           : absl::NotFoundError("not in the spool index");
+  absl::StatusOr<std::string> content = absl::NotFoundError("not in the spool index");
+  if (!record.ok()) {
+    content = record.status();
+  } else if (const queue::QueuedMessage* m = spool_.spool().index().Find(id); m != nullptr) {
+    content = spool_.spool().DecodeContent(*m, *record);
   }
   std::shared_ptr<const std::string> shared;
   if (content.ok()) {
