@@ -179,7 +179,7 @@ bool Connection::ShouldRead() const {
   }
   switch (state_) {
     case State::kOpen:
-      return !paused_;
+      return !paused_ || holding_;
     case State::kFlushing:
     case State::kLingering:
       return true;  // read and discard until EOF, so closing sends no reset
@@ -249,7 +249,9 @@ void Connection::HandleInput(std::span<const char> raw) {
     return;
   }
   if (paused_ || !pending_in_.empty()) {
-    AppendPending(plain);
+    if (AppendPending(plain) && holding_ && pending_in_.size() > kHeldInputMax) {
+      PauseReading();  // the peer keeps sending: let TCP flow control hold it back
+    }
     return;
   }
   Dispatch(plain);
@@ -328,9 +330,7 @@ void Connection::OnEndOfStream() {
       }
       break;
     case State::kLingering:
-      if (!shutdown_pending_) {
-        Close(reason_);
-      }
+      Close(reason_);
       break;
     default:
       break;
@@ -339,13 +339,23 @@ void Connection::OnEndOfStream() {
 
 void Connection::PauseReading() {
   MOAT_DCHECK(reactor().OnReactorThread());
+  if (paused_ && !holding_) {
+    return;
+  }
+  paused_ = true;
+  holding_ = false;
+  if (recv_armed_ && state_ == State::kOpen) {
+    reactor().Cancel(&recv_op_);
+  }
+}
+
+void Connection::HoldInput() {
+  MOAT_DCHECK(reactor().OnReactorThread());
   if (paused_) {
     return;
   }
   paused_ = true;
-  if (recv_armed_ && state_ == State::kOpen) {
-    reactor().Cancel(&recv_op_);
-  }
+  holding_ = true;
 }
 
 void Connection::ResumeReading() {
@@ -354,6 +364,7 @@ void Connection::ResumeReading() {
     return;
   }
   paused_ = false;
+  holding_ = false;
   if (state_ != State::kOpen) {
     return;
   }
@@ -413,6 +424,7 @@ void Connection::CloseAfterFlush(CloseReason reason) {
   std::string().swap(pending_in_);
   reactor().ArmTimer(timer_, shard_->options().close_linger);
   paused_ = false;
+  holding_ = false;
   if (ShouldRead() && !recv_armed_) {
     ArmRecv();
   }
@@ -422,15 +434,12 @@ void Connection::CloseAfterFlush(CloseReason reason) {
 void Connection::StartShutdownWrite() {
   MOAT_DCHECK(state_ == State::kFlushing);
   state_ = State::kLingering;
-  ++inflight_;
-  shutdown_pending_ = true;
-  reactor().Shutdown(&shutdown_op_, fd_, SHUT_WR);
-}
-
-void Connection::OnShutdownDone(int32_t /*res*/) {
-  shutdown_pending_ = false;
-  // An error (ENOTCONN after a reset) changes nothing: we close either way.
-  if (state_ == State::kLingering && eof_seen_) {
+  // A direct call, not IORING_OP_SHUTDOWN: the kernel always hands that opcode to an io-wq
+  // worker (one thread wake-up per closed connection, about 1,800 a second in W1), while
+  // shutdown(SHUT_WR) on a TCP socket only queues the FIN and never blocks. An error (ENOTCONN
+  // after a reset) changes nothing: we close either way.
+  ::shutdown(fd_, SHUT_WR);
+  if (eof_seen_) {
     Close(reason_);
   }
 }
@@ -481,10 +490,6 @@ void Connection::OnComplete(OpKind kind, int32_t res, uint32_t flags) {
     case OpKind::kSend:
       --inflight_;
       OnSend(res);
-      break;
-    case OpKind::kShutdown:
-      --inflight_;
-      OnShutdownDone(res);
       break;
     case OpKind::kClose:
       --inflight_;

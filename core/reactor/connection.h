@@ -13,7 +13,10 @@
 // pending_input_bytes_max; over it the connection is closed with kOverflow), everything
 // later waits in the socket's own receive queue (TCP flow control pushes back on the
 // client). ResumeReading() hands the pending input over first (at the end of the turn),
-// then re-arms the recv.
+// then re-arms the recv. HoldInput() is the cheap pause for a short wait in which the peer is
+// not expected to send (an SMTP client waiting for the 250 after its dot): the recv stays
+// armed and what arrives is kept as pending input, up to kHeldInputMax bytes; beyond that it
+// turns into PauseReading(). It saves a cancel and a re-arm per message.
 // Output: Send() stages bytes (bounded by output_bytes_max: Send returns false instead of
 // growing further); staged output is flushed at the end of the loop turn, one send SQE
 // per connection per turn; OnDrained() tells the handler when all of it left.
@@ -129,6 +132,10 @@ class Connection {
 
   // ---- Input ----
   void PauseReading();
+  // A pause that keeps the recv armed (see the header comment). Never for STARTTLS, whose
+  // recv must be gone before its 220 leaves.
+  void HoldInput();
+  static constexpr size_t kHeldInputMax = 16 * 1024;
   void ResumeReading();
   bool reading_paused() const { return paused_; }
   // Plaintext received but not yet consumed by the handler.
@@ -161,12 +168,12 @@ class Connection {
   enum class State : uint8_t {
     kOpen,       // normal
     kFlushing,   // CloseAfterFlush: sending what is staged
-    kLingering,  // shutdown(SHUT_WR) submitted/done; reading until EOF
+    kLingering,  // shutdown(SHUT_WR) done; reading until EOF
     kClosing,    // cancelling, waiting for in-flight operations
     kClosingFd,  // close(fd) submitted
     kClosed,     // fd closed; handler told; waiting to be freed
   };
-  enum class OpKind : uint8_t { kRecv, kSend, kShutdown, kClose };
+  enum class OpKind : uint8_t { kRecv, kSend, kClose };
 
   // Called by the Shard.
   void Open(std::unique_ptr<StreamHandler> handler);
@@ -176,7 +183,6 @@ class Connection {
   void OnComplete(OpKind kind, int32_t res, uint32_t flags);
   void OnRecv(int32_t res, uint32_t flags);
   void OnSend(int32_t res);
-  void OnShutdownDone(int32_t res);
   void OnCloseDone(int32_t res);
   void OnTimer();
   void HandleInput(std::span<const char> raw);
@@ -198,13 +204,13 @@ class Connection {
   State state_ = State::kOpen;
   CloseReason reason_ = CloseReason::kLocal;
   bool paused_ = false;
+  bool holding_ = false;  // paused by HoldInput(): the recv stays armed
   bool recv_armed_ = false;
   bool send_inflight_ = false;
   bool flush_queued_ = false;
   bool deliver_pending_ = false;
   bool eof_seen_ = false;
   bool discard_requested_ = false;
-  bool shutdown_pending_ = false;
   int inflight_ = 0;  // operations with a completion still due
   std::unique_ptr<StreamHandler> handler_;
   std::unique_ptr<Transform> transform_;
@@ -219,7 +225,6 @@ class Connection {
   using Op = MemberOperation<Connection, OpKind, &Connection::OnComplete>;
   Op recv_op_{this, OpKind::kRecv};
   Op send_op_{this, OpKind::kSend};
-  Op shutdown_op_{this, OpKind::kShutdown};
   Op close_op_{this, OpKind::kClose};
   // The shard's list of live connections.
   Connection* list_prev_ = nullptr;

@@ -401,13 +401,6 @@ io_uring_sqe* Reactor::Close(Operation* op, int fd) {
   return sqe;
 }
 
-io_uring_sqe* Reactor::Shutdown(Operation* op, int fd, int how) {
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_shutdown(sqe, fd, how);
-  io_uring_sqe_set_data(sqe, op);
-  return sqe;
-}
-
 void Reactor::Cancel(Operation* target) {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_cancel(sqe, target, IORING_ASYNC_CANCEL_ALL);

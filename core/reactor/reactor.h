@@ -131,7 +131,6 @@ class Reactor {
                           __kernel_timespec* timeout);
   io_uring_sqe* Openat(Operation* op, int dir_fd, const char* path, int flags, mode_t mode);
   io_uring_sqe* Close(Operation* op, int fd);
-  io_uring_sqe* Shutdown(Operation* op, int fd, int how);
   // Cancels every operation whose user_data is `target`; its completions still arrive
   // (-ECANCELED). The cancel's own completion is ignored.
   void Cancel(Operation* target);

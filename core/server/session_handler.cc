@@ -184,8 +184,13 @@ void SessionHandler::Pump() {
     return;
   }
   if (session_.WantsPause()) {
-    // Waiting for the spool's fdatasync (or STARTTLS, later): no input, no idle timeout.
-    connection_->PauseReading();
+    // Waiting for the spool's fdatasync (or STARTTLS, later): no input, no idle timeout. The
+    // fdatasync wait is short and the client waits for its 250, so the recv stays armed.
+    if (session_.AwaitingQueue() && !session_.WantsStartTls()) {
+      connection_->HoldInput();
+    } else {
+      connection_->PauseReading();
+    }
     connection_->CancelTimeout();
     return;
   }

@@ -261,6 +261,11 @@ class LineHandler final : public StreamHandler {
       c.PauseReading();
       return false;
     }
+    if (line == "HOLD") {
+      (void)c.Send("250 holding\r\n");
+      c.HoldInput();
+      return false;
+    }
     if (line == "STARTTLS") {
       (void)c.Send("220 go ahead\r\n");
       starttls_pending_ = true;
@@ -554,6 +559,100 @@ TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   ASSERT_EQ(stats.size(), 1u);
   EXPECT_EQ(stats[0].buffers_available, stats[0].buffers_total);
   EXPECT_GE(stats[0].bytes_in, static_cast<uint64_t>(kXLines) * 1024);
+}
+
+TEST(ShardGroupTest, HoldInputKeepsWhatArrivesAndHandsItOverOnResume) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  auto group = StartGroup(BaseOptions(1, &config));
+  ASSERT_NE(group, nullptr);
+  int fd = Connect(group->listen_addresses()[0]);
+  ASSERT_GE(fd, 0);
+  auto [shard, id] = ParseGreeting(ReadLine(fd));
+  ASSERT_EQ(shard, 0);
+  // A client that sends its next command while the handler waits. (Input left over in the
+  // same read, which the handler did not consume, pauses reading for real: see Dispatch.)
+  ASSERT_TRUE(WriteAll(fd, "HOLD\r\n"));
+  EXPECT_EQ(ReadLine(fd), "250 holding");
+  ASSERT_TRUE(WriteAll(fd, "B\r\n"));
+  // The recv stays armed: "B" reaches the connection, which keeps it from the handler.
+  size_t buffered = 0;
+  bool paused = false;
+  ASSERT_TRUE(WaitFor([&] {
+    OnConnection(*group, shard, id, [&](Connection& c) {
+      buffered = c.buffered_input_bytes();
+      paused = c.reading_paused();
+    });
+    return buffered == 3;
+  }, std::chrono::milliseconds(10000)));
+  EXPECT_TRUE(paused);
+  EXPECT_FALSE(observed.Saw("B"));
+  ASSERT_TRUE(WriteAll(fd, "C\r\n"));
+  ASSERT_TRUE(WaitFor([&] {
+    OnConnection(*group, shard, id, [&](Connection& c) { buffered = c.buffered_input_bytes(); });
+    return buffered == 6;
+  }, std::chrono::milliseconds(10000)));
+  EXPECT_FALSE(observed.Saw("C"));
+  OnConnection(*group, shard, id, [](Connection& c) { c.ResumeReading(); });
+  EXPECT_EQ(ReadLine(fd), "250 B");
+  EXPECT_EQ(ReadLine(fd), "250 C");
+  ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
+  EXPECT_EQ(ReadLine(fd), "221 bye");
+  close(fd);
+}
+
+TEST(ShardGroupTest, HoldInputTurnsIntoAPauseWhenThePeerKeepsSending) {
+  Observed observed;
+  HandlerConfig config;
+  config.observed = &observed;
+  auto options = BaseOptions(1, &config);
+  options.shard.pending_input_bytes_max = 256 * 1024;
+  auto group = StartGroup(std::move(options));
+  ASSERT_NE(group, nullptr);
+  int fd = Connect(group->listen_addresses()[0]);
+  ASSERT_GE(fd, 0);
+  auto [shard, id] = ParseGreeting(ReadLine(fd));
+  ASSERT_EQ(shard, 0);
+  constexpr int kXLines = 8 * 1024;
+  const std::string x_line = "X" + std::string(1021, 'x') + "\r\n";  // 1 KiB
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    ASSERT_TRUE(WriteAll(fd, "HOLD\r\n"));
+    for (int i = 0; i < kXLines; ++i) {
+      if (!WriteAll(fd, x_line)) {
+        return;
+      }
+      written.fetch_add(1);
+    }
+    WriteAll(fd, "C\r\n");
+  });
+  EXPECT_EQ(ReadLine(fd), "250 holding");
+  // Past kHeldInputMax the recv is cancelled: the writer stalls on full socket buffers.
+  int last = -1;
+  ASSERT_TRUE(WaitFor([&] {
+    int now = written.load();
+    bool stalled = now == last && now < kXLines;
+    last = now;
+    return stalled;
+  }, std::chrono::milliseconds(20000)));
+  size_t buffered = 0;
+  bool closing = true;
+  OnConnection(*group, shard, id, [&](Connection& c) {
+    buffered = c.buffered_input_bytes();
+    closing = c.closing();
+  });
+  EXPECT_FALSE(closing);
+  EXPECT_GT(buffered, Connection::kHeldInputMax);
+  EXPECT_LE(buffered, 256u * 1024u);
+  EXPECT_EQ(observed.XLines(), 0);
+  OnConnection(*group, shard, id, [](Connection& c) { c.ResumeReading(); });
+  EXPECT_EQ(ReadLine(fd), "250 C");
+  writer.join();
+  EXPECT_EQ(observed.XLines(), kXLines);
+  ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
+  EXPECT_EQ(ReadLine(fd), "221 bye");
+  close(fd);
 }
 
 TEST(ShardGroupTest, TinyBufferRingRunsDryAndRecvRearms) {
