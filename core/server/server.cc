@@ -32,6 +32,7 @@
 #include "core/table/live_tables.h"  // tables: lock-free table reload
 #include "net/policy.h"
 #include "net/policy_config.h"
+#include "queue/queue_lock.h"
 #include "queue/segment_reader.h"
 #include "queue/spool.h"
 #include "tls/client_context.h"
@@ -580,6 +581,14 @@ int Serve(const ServeOptions& options) {
   std::filesystem::create_directories(spool_root, ec);
   if (ec) {
     log::Error("cannot create %s: %s", spool_root, ec.message());
+    return 1;
+  }
+  // One daemon per queue directory, taken before anything is recovered; held until Serve()
+  // returns (the kernel drops it if the process dies).
+  absl::StatusOr<queue::QueueLock> queue_lock =
+      queue::QueueLock::Acquire(config->String("queue_directory"));
+  if (!queue_lock.ok()) {
+    log::Error("%s", queue_lock.status().message());
     return 1;
   }
   std::vector<std::unique_ptr<ShardRuntime>> runtimes;

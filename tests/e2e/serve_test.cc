@@ -230,6 +230,22 @@ TEST_F(ServeTest, SigtermFinishesAndRestartRecoversTheSpool) {
   EXPECT_EQ(SpooledQueueIds().count(id), 1u);
 }
 
+// A second daemon on the same queue directory (same config: it would even share the port
+// through SO_REUSEPORT) refuses to start, names the first one, and leaves it serving.
+TEST_F(ServeTest, SecondDaemonOnTheSameQueueDirectoryRefusesToStart) {
+  auto server = StartServer();
+  testing::Process second({testing::MoatBinary(), "serve", "-c", dir_.path()});
+  EXPECT_EQ(second.Wait(std::chrono::seconds(30)), 1) << second.Stderr();
+  EXPECT_NE(second.Stderr().find(absl::StrCat("in use by another moat (pid ", server->pid())),
+            std::string::npos)
+      << second.Stderr();
+  SmtpClient c;
+  Connect(c);
+  std::string reply = c.SendMail("s@example.org", "alice@example.com", "Subject: x\r\n\r\nx\r\n");
+  EXPECT_EQ(ReplyCode(reply), 250) << reply;
+  server->Stop(SIGTERM);
+}
+
 // kill -9 under load: every message that got its 250 must be in the spool afterwards.
 TEST_F(ServeTest, KillDashNineUnderLoadLosesNoAcknowledgedMessage) {
   auto server = StartServer();
