@@ -133,16 +133,30 @@ void QueueIndex::RemoveSegment(uint64_t segment) {
   if (it == segments_.end()) {
     return;
   }
-  for (const std::string& id : it->second.queue_ids) {
-    auto m = messages_.find(id);
-    if (m != messages_.end() && m->second.location.segment == segment) {
-      if (!m->second.final()) {
-        --pending_messages_;
-      }
-      messages_.erase(m);
-    }
+  if (!it->second.queue_ids.empty()) {
+    removed_.push_back(Removed{segment, std::move(it->second.queue_ids), 0});
   }
   segments_.erase(it);
+}
+
+bool QueueIndex::TrimRemoved(size_t budget) {
+  while (budget > 0 && !removed_.empty()) {
+    Removed& r = removed_.front();
+    for (; budget > 0 && r.next < r.queue_ids.size(); --budget, ++r.next) {
+      auto m = messages_.find(r.queue_ids[r.next]);
+      // Only the copy that lived in the removed segment (a newer copy elsewhere stays).
+      if (m != messages_.end() && m->second.location.segment == r.segment) {
+        if (!m->second.final()) {
+          --pending_messages_;
+        }
+        messages_.erase(m);
+      }
+    }
+    if (r.next == r.queue_ids.size()) {
+      removed_.pop_front();
+    }
+  }
+  return !removed_.empty();
 }
 
 }  // namespace moat::queue

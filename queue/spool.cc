@@ -648,6 +648,7 @@ absl::StatusOr<size_t> Spool::ReclaimSegments() {
     return absl::FailedPreconditionError("spool: opened read-only");
   }
   std::vector<std::string> paths = TakeReclaimableSegments();
+  index_.TrimRemoved(SIZE_MAX);  // the blocking caller may wait for all of it
   for (const std::string& path : paths) {
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {
       return ErrnoStatus("spool: unlink", path, errno);

@@ -152,6 +152,12 @@ bool ShardSpool::Idle() const {
 }
 
 void ShardSpool::OnTurn() {
+  // The messages of reclaimed segments leave the index a few hundred per turn (about 1 us
+  // each): all at once, two segments' 24,000 took 20-26 ms of one turn.
+  constexpr size_t kIndexTrimPerTurn = 256;
+  if (spool_->index().HasRemoved() && spool_->index().TrimRemoved(kIndexTrimPerTurn)) {
+    reactor_->RequestTurn();
+  }
   MaybePrepareSpare();
   if (batch_ == nullptr && spool_->HasPending() && !spool_->NeedsSegment()) {
     StartCommit();
