@@ -24,6 +24,7 @@ namespace {
 
 constexpr char kZeros[kRecordAlign] = {};
 constexpr char kSegmentSuffix[] = ".seg";
+constexpr char kFreeSuffix[] = ".seg.free";
 constexpr size_t kSegmentNameChars = 16 + sizeof(kSegmentSuffix) - 1;
 static_assert(kRecordAlign <= sizeof(kZeros));
 
@@ -83,6 +84,15 @@ std::string Spool::SegmentPath(uint64_t segment) const {
   return absl::StrFormat("%s/%016x%s", options_.directory, segment, kSegmentSuffix);
 }
 
+std::string Spool::FreeSegmentPath(const std::string& segment_path) {
+  return segment_path.substr(0, segment_path.size() - strlen(kSegmentSuffix)) + kFreeSuffix;
+}
+
+bool Spool::Drained() const {
+  return segment_.fd < 0 && spare_.fd < 0 && !spare_requested_ && pending_.empty() &&
+         !in_flight_;
+}
+
 absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
                                                    Reporter& reporter) {
   if (options.shard >= kShardsMax) {
@@ -133,8 +143,13 @@ absl::Status Spool::Recover(Reporter& reporter) {
   for (std::filesystem::directory_iterator it(options_.directory, ec), end; !ec && it != end;
        it.increment(ec)) {
     uint64_t number = 0;
-    if (ParseSegmentName(it->path().filename().native(), &number)) {
+    const std::string name = it->path().filename().native();
+    if (ParseSegmentName(name, &number)) {
       numbers.push_back(number);
+    } else if (name.ends_with(kFreeSuffix) && !options_.read_only) {
+      // A recycled segment waiting for reuse (zeroed before it was renamed): holds nothing.
+      unlink(it->path().c_str());
+      ++recovery_stats_.unused_segments;
     }
   }
   if (ec) {

@@ -175,6 +175,14 @@ class Spool {
   uint64_t current_segment() const { return segment_.number; }
   int directory_fd() const { return directory_fd_; }  // for the driver's directory fsyncs
   std::string SegmentPath(uint64_t segment) const;
+  // Where a reclaimed segment waits, zeroed, to be reused as a spare: "<16 hex>.seg.free"
+  // (FORMAT.md "Recycled segments"). Recovery deletes such files.
+  static std::string FreeSegmentPath(const std::string& segment_path);
+  uint64_t segment_bytes() const { return options_.segment_bytes; }
+  bool preallocates() const { return options_.preallocate; }
+  // No segment open, no spare, nothing staged or in flight: after a reclaim, the spool holds no
+  // file and the driver should not keep recycled ones either.
+  bool Drained() const;
 
   // Reads a queued message's content back from its segment and verifies its checksum.
   // Control side; blocks.

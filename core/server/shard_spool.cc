@@ -4,8 +4,12 @@
 #include <liburing.h>
 
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -78,6 +82,9 @@ ShardSpool::~ShardSpool() {
   // barrier's bound, the batch's sessions never got their 250: nothing acknowledged is lost.
   if (batch_ != nullptr) {
     log::Error("spool: exiting with a commit still in flight; its messages were not acknowledged");
+  }
+  if (recycle_fd_ >= 0) {
+    close(recycle_fd_);
   }
 }
 
@@ -198,6 +205,16 @@ void ShardSpool::MaybePrepareSpare() {
   }
   spare_request_ = spool_->RequestSpareSegment();
   spare_in_flight_ = true;
+  if (!free_paths_.empty()) {
+    // A recycled segment: already allocated and zeroed; never replaces a file in the way.
+    spare_from_ = std::move(free_paths_.front());
+    free_paths_.erase(free_paths_.begin());
+    io_uring_sqe* sqe = reactor_->GetSqe();
+    io_uring_prep_renameat(sqe, AT_FDCWD, spare_from_.c_str(), AT_FDCWD,
+                           spare_request_.path.c_str(), RENAME_NOREPLACE);
+    io_uring_sqe_set_data(sqe, &spare_rename_op_);
+    return;
+  }
   reactor_->Openat(&open_op_, AT_FDCWD, spare_request_.path.c_str(),
                    O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 }
@@ -208,7 +225,7 @@ void ShardSpool::OnSegmentOpened(int32_t res) {
                             absl::StrFormat("create %s: %s", spare_request_.path, strerror(-res))));
     return;
   }
-  if (!spare_request_.preallocate) {
+  if (!spare_request_.preallocate || spare_recycled_) {
     AdoptSpare(res);
     return;
   }
@@ -237,8 +254,9 @@ void ShardSpool::OnSegmentAllocated(int32_t res) {
 void ShardSpool::AdoptSpare(absl::StatusOr<int> fd) {
   spare_in_flight_ = false;
   if (fd.ok()) {
-    ++segments_created_;
+    ++(spare_recycled_ ? segments_recycled_ : segments_created_);
   }
+  spare_recycled_ = false;
   spool_->AdoptSpareSegment(spare_request_.number, std::move(fd));
   DeliverResults();  // a failed creation failed the records that waited for it
   reactor_->RequestTurn();  // the waiting batch goes out (or the next number is asked for)
@@ -249,6 +267,16 @@ void ShardSpool::Reclaim() {
     return;
   }
   reclaim_paths_ = spool_->TakeReclaimableSegments();
+  reclaim_extra_ = 0;
+  reclaim_drained_ = !reclaim_paths_.empty() && spool_->Drained();
+  if (reclaim_drained_) {
+    // Idle and empty: no file stays, recycled ones included.
+    reclaim_extra_ = free_paths_.size();
+    for (std::string& path : free_paths_) {
+      reclaim_paths_.push_back(std::move(path));
+    }
+    free_paths_.clear();
+  }
   if (reclaim_paths_.empty()) {
     return;
   }
@@ -262,10 +290,15 @@ void ShardSpool::UnlinkNext() {
   if (reclaim_next_ < reclaim_paths_.size()) {
     // One at a time, oldest first: a crash in the middle leaves only newer segments, whose
     // outcome records then refer to messages already gone (never the other way round, which
-    // would deliver those messages again).
-    io_uring_sqe* sqe = reactor_->GetSqe();
-    io_uring_prep_unlinkat(sqe, AT_FDCWD, reclaim_paths_[reclaim_next_].c_str(), 0);
-    io_uring_sqe_set_data(sqe, &unlink_op_);
+    // would deliver those messages again). Zeroing a segment to recycle it removes its records
+    // just as unlinking does, so the same order holds.
+    const std::string& path = reclaim_paths_[reclaim_next_];
+    if (recycle_ && spool_->preallocates() && !reclaim_drained_ &&
+        free_paths_.size() < kFreeSegmentsMax && path.ends_with(".seg")) {
+      reactor_->Openat(&recycle_open_op_, AT_FDCWD, path.c_str(), O_RDWR | O_CLOEXEC, 0);
+      return;
+    }
+    UnlinkCurrent();
     return;
   }
   io_uring_sqe* sqe = reactor_->GetSqe();
@@ -273,8 +306,118 @@ void ShardSpool::UnlinkNext() {
   io_uring_sqe_set_data(sqe, &reclaim_sync_op_);
 }
 
+void ShardSpool::UnlinkCurrent() {
+  io_uring_sqe* sqe = reactor_->GetSqe();
+  io_uring_prep_unlinkat(sqe, AT_FDCWD, reclaim_paths_[reclaim_next_].c_str(), 0);
+  io_uring_sqe_set_data(sqe, &unlink_op_);
+}
+
+void ShardSpool::OnRecycleStep(Step step, int32_t res) {
+  const std::string& path = reclaim_paths_[reclaim_next_];
+  auto give_up = [&] {  // unlink it after all
+    if (recycle_fd_ >= 0) {
+      reactor_->Close(nullptr, recycle_fd_);
+      recycle_fd_ = -1;
+    }
+    UnlinkCurrent();
+  };
+  switch (step) {
+    case Step::kRecycleOpen: {
+      if (res < 0) {
+        UnlinkCurrent();  // ENOENT counts as gone there
+        return;
+      }
+      recycle_fd_ = res;
+      // fstat on an open descriptor never waits for the disk. An oversized segment is not
+      // reused: a spare must be exactly segment_bytes.
+      struct stat st {};
+      if (fstat(recycle_fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) != spool_->segment_bytes()) {
+        give_up();
+        return;
+      }
+      io_uring_sqe* sqe = reactor_->GetSqe();
+      io_uring_prep_fallocate(sqe, recycle_fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0,
+                              static_cast<off_t>(st.st_size));
+      io_uring_sqe_set_data(sqe, &recycle_zero_op_);
+      return;
+    }
+    case Step::kRecycleZero:
+      if (res < 0) {
+        if (res == -EOPNOTSUPP || res == -EINVAL) {
+          recycle_ = false;
+          log::Info("spool: %s: the file system cannot zero a range (%s); reclaimed segments "
+                    "are unlinked",
+                    path, strerror(-res));
+        } else {
+          log::Warning("spool: zeroing %s to reuse it: %s; unlinking it", path, strerror(-res));
+        }
+        give_up();
+        return;
+      }
+      {
+        // The zeroing must be durable before the file changes its name: a recycled file
+        // found under a segment name must hold no record.
+        io_uring_sqe* sqe = reactor_->GetSqe();
+        io_uring_prep_fsync(sqe, recycle_fd_, 0);
+        io_uring_sqe_set_data(sqe, &recycle_sync_op_);
+      }
+      return;
+    case Step::kRecycleSync: {
+      if (res < 0) {
+        log::Warning("spool: fsync of zeroed %s: %s; unlinking it", path, strerror(-res));
+        give_up();
+        return;
+      }
+      reactor_->Close(nullptr, recycle_fd_);
+      recycle_fd_ = -1;
+      recycle_to_ = queue::Spool::FreeSegmentPath(path);
+      io_uring_sqe* sqe = reactor_->GetSqe();
+      io_uring_prep_renameat(sqe, AT_FDCWD, path.c_str(), AT_FDCWD, recycle_to_.c_str(), 0);
+      io_uring_sqe_set_data(sqe, &recycle_rename_op_);
+      return;
+    }
+    case Step::kRecycleRename:
+      if (res < 0) {
+        log::Warning("spool: rename %s to %s: %s; unlinking it", path, recycle_to_,
+                     strerror(-res));
+        UnlinkCurrent();
+        return;
+      }
+      free_paths_.push_back(std::move(recycle_to_));
+      ++reclaim_next_;
+      UnlinkNext();
+      return;
+    default:
+      return;
+  }
+}
+
 void ShardSpool::OnFileStep(Step step, int32_t res) {
   switch (step) {
+    case Step::kRecycleOpen:
+    case Step::kRecycleZero:
+    case Step::kRecycleSync:
+    case Step::kRecycleRename:
+      OnRecycleStep(step, res);
+      return;
+    case Step::kSpareRename:
+      if (res == 0) {
+        spare_recycled_ = true;
+        reactor_->Openat(&open_op_, AT_FDCWD, spare_request_.path.c_str(), O_RDWR | O_CLOEXEC,
+                         0);
+      } else if (res == -EEXIST) {
+        // The number is taken (a leftover file): the free one waits for the next number.
+        free_paths_.insert(free_paths_.begin(), std::move(spare_from_));
+        AdoptSpare(absl::AlreadyExistsError(
+            absl::StrFormat("create %s: %s", spare_request_.path, strerror(EEXIST))));
+      } else {
+        // Left where it is (recovery deletes ".seg.free" files); a new file is made instead.
+        log::Warning("spool: rename %s to %s: %s", spare_from_, spare_request_.path,
+                     strerror(-res));
+        reactor_->Openat(&open_op_, AT_FDCWD, spare_request_.path.c_str(),
+                         O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      }
+      return;
     case Step::kOpenSegment:
       OnSegmentOpened(res);
       return;
@@ -291,7 +434,7 @@ void ShardSpool::OnFileStep(Step step, int32_t res) {
       return;
     case Step::kReclaimSync: {
       reclaim_in_flight_ = false;
-      const size_t removed = reclaim_paths_.size() - reclaim_failed_;
+      const size_t removed = reclaim_paths_.size() - reclaim_failed_ - reclaim_extra_;
       segments_reclaimed_ += removed;
       reclaim_paths_.clear();
       if (res < 0) {
