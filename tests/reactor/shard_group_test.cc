@@ -497,6 +497,53 @@ void OnConnection(ShardGroup& group, int shard, uint64_t id, Fn fn) {
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
 }
 
+// A pipelining client's writer thread: `first` (a command that stops the handler), then kLines
+// lines of 1 KiB ("X..."), then "C". It stalls once the socket buffers are full.
+class FloodWriter {
+ public:
+  static constexpr int kLines = 8 * 1024;
+  FloodWriter(int fd, std::string first)
+      : fd_(fd), thread_([this, fd, first = std::move(first)] {
+          EXPECT_TRUE(WriteAll(fd, first));
+          const std::string x_line = "X" + std::string(1021, 'x') + "\r\n";
+          for (int i = 0; i < kLines; ++i) {
+            if (!WriteAll(fd, x_line)) {
+              return;
+            }
+            written_.fetch_add(1);
+          }
+          WriteAll(fd, "C\r\n");
+        }) {}
+  // A test that ends early must not hang on a writer blocked on full buffers.
+  ~FloodWriter() {
+    if (thread_.joinable()) {
+      shutdown(fd_, SHUT_RDWR);
+      thread_.join();
+    }
+  }
+  // True once the writer made no progress between two polls short of the end: the server is
+  // not reading.
+  bool WaitStalled() {
+    int last = -1;
+    return WaitFor([&] {
+      int now = written_.load();
+      bool stalled = now == last && now < kLines;
+      last = now;
+      return stalled;
+    }, std::chrono::milliseconds(20000));
+  }
+  void Join() {
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+
+ private:
+  const int fd_;
+  std::atomic<int> written_{0};
+  std::thread thread_;
+};
+
 TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   Observed observed;
   HandlerConfig config;
@@ -510,29 +557,11 @@ TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   auto [shard, id] = ParseGreeting(ReadLine(fd));
   ASSERT_EQ(shard, 0);
   // A pipelining client: a command that pauses the handler, then 8 MiB more.
-  constexpr int kXLines = 8 * 1024;
-  const std::string x_line = "X" + std::string(1021, 'x') + "\r\n";  // 1 KiB
-  std::atomic<int> written{0};
-  std::thread writer([&] {
-    ASSERT_TRUE(WriteAll(fd, "A\r\nWAIT\r\nB\r\n"));
-    for (int i = 0; i < kXLines; ++i) {
-      if (!WriteAll(fd, x_line)) {
-        return;
-      }
-      written.fetch_add(1);
-    }
-    WriteAll(fd, "C\r\n");
-  });
+  FloodWriter writer(fd, "A\r\nWAIT\r\nB\r\n");
   EXPECT_EQ(ReadLine(fd), "250 A");
   EXPECT_EQ(ReadLine(fd), "250 waiting");
   // The writer stalls once the socket buffers are full: the server is not reading.
-  int last = -1;
-  ASSERT_TRUE(WaitFor([&] {
-    int now = written.load();
-    bool stalled = now == last && now < kXLines;
-    last = now;
-    return stalled;
-  }, std::chrono::milliseconds(20000)));
+  ASSERT_TRUE(writer.WaitStalled());
   EXPECT_FALSE(observed.Saw("B"));
   EXPECT_EQ(observed.XLines(), 0);
   size_t buffered = 0;
@@ -549,8 +578,8 @@ TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   OnConnection(*group, shard, id, [](Connection& c) { c.ResumeReading(); });
   EXPECT_EQ(ReadLine(fd), "250 B");
   EXPECT_EQ(ReadLine(fd), "250 C");
-  writer.join();
-  EXPECT_EQ(observed.XLines(), kXLines);
+  writer.Join();
+  EXPECT_EQ(observed.XLines(), FloodWriter::kLines);
   ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
   EXPECT_EQ(ReadLine(fd), "221 bye");
   close(fd);
@@ -558,7 +587,7 @@ TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   std::vector<ShardStats> stats = group->CollectStats(absl::Seconds(5));
   ASSERT_EQ(stats.size(), 1u);
   EXPECT_EQ(stats[0].buffers_available, stats[0].buffers_total);
-  EXPECT_GE(stats[0].bytes_in, static_cast<uint64_t>(kXLines) * 1024);
+  EXPECT_GE(stats[0].bytes_in, static_cast<uint64_t>(FloodWriter::kLines) * 1024);
 }
 
 TEST(ShardGroupTest, HoldInputKeepsWhatArrivesAndHandsItOverOnResume) {
@@ -614,28 +643,10 @@ TEST(ShardGroupTest, HoldInputTurnsIntoAPauseWhenThePeerKeepsSending) {
   ASSERT_GE(fd, 0);
   auto [shard, id] = ParseGreeting(ReadLine(fd));
   ASSERT_EQ(shard, 0);
-  constexpr int kXLines = 8 * 1024;
-  const std::string x_line = "X" + std::string(1021, 'x') + "\r\n";  // 1 KiB
-  std::atomic<int> written{0};
-  std::thread writer([&] {
-    ASSERT_TRUE(WriteAll(fd, "HOLD\r\n"));
-    for (int i = 0; i < kXLines; ++i) {
-      if (!WriteAll(fd, x_line)) {
-        return;
-      }
-      written.fetch_add(1);
-    }
-    WriteAll(fd, "C\r\n");
-  });
+  FloodWriter writer(fd, "HOLD\r\n");
   EXPECT_EQ(ReadLine(fd), "250 holding");
   // Past kHeldInputMax the recv is cancelled: the writer stalls on full socket buffers.
-  int last = -1;
-  ASSERT_TRUE(WaitFor([&] {
-    int now = written.load();
-    bool stalled = now == last && now < kXLines;
-    last = now;
-    return stalled;
-  }, std::chrono::milliseconds(20000)));
+  ASSERT_TRUE(writer.WaitStalled());
   size_t buffered = 0;
   bool closing = true;
   OnConnection(*group, shard, id, [&](Connection& c) {
@@ -648,8 +659,8 @@ TEST(ShardGroupTest, HoldInputTurnsIntoAPauseWhenThePeerKeepsSending) {
   EXPECT_EQ(observed.XLines(), 0);
   OnConnection(*group, shard, id, [](Connection& c) { c.ResumeReading(); });
   EXPECT_EQ(ReadLine(fd), "250 C");
-  writer.join();
-  EXPECT_EQ(observed.XLines(), kXLines);
+  writer.Join();
+  EXPECT_EQ(observed.XLines(), FloodWriter::kLines);
   ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
   EXPECT_EQ(ReadLine(fd), "221 bye");
   close(fd);
