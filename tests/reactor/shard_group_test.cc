@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -544,18 +545,37 @@ class FloodWriter {
   std::thread thread_;
 };
 
-TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
+// One shard whose connections keep at most 256 KiB of pending input, and one client past the
+// greeting: for the tests of paused and holding connections.
+class ShardGroupFloodTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config.observed = &observed;
+    auto options = BaseOptions(1, &config);
+    options.shard.pending_input_bytes_max = 256 * 1024;
+    group = StartGroup(std::move(options));
+    ASSERT_NE(group, nullptr);
+    fd = Connect(group->listen_addresses()[0]);
+    ASSERT_GE(fd, 0);
+    std::tie(shard, id) = ParseGreeting(ReadLine(fd));
+    ASSERT_EQ(shard, 0);
+  }
+
+  void QuitAndClose() {
+    ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
+    EXPECT_EQ(ReadLine(fd), "221 bye");
+    close(fd);
+  }
+
   Observed observed;
   HandlerConfig config;
-  config.observed = &observed;
-  auto options = BaseOptions(1, &config);
-  options.shard.pending_input_bytes_max = 256 * 1024;
-  auto group = StartGroup(std::move(options));
-  ASSERT_NE(group, nullptr);
-  int fd = Connect(group->listen_addresses()[0]);
-  ASSERT_GE(fd, 0);
-  auto [shard, id] = ParseGreeting(ReadLine(fd));
-  ASSERT_EQ(shard, 0);
+  std::unique_ptr<ShardGroup> group;
+  int fd = -1;
+  int shard = -1;
+  uint64_t id = 0;
+};
+
+TEST_F(ShardGroupFloodTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   // A pipelining client: a command that pauses the handler, then 8 MiB more.
   FloodWriter writer(fd, "A\r\nWAIT\r\nB\r\n");
   EXPECT_EQ(ReadLine(fd), "250 A");
@@ -580,9 +600,7 @@ TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   EXPECT_EQ(ReadLine(fd), "250 C");
   writer.Join();
   EXPECT_EQ(observed.XLines(), FloodWriter::kLines);
-  ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
-  EXPECT_EQ(ReadLine(fd), "221 bye");
-  close(fd);
+  QuitAndClose();
   // After the 8 MiB burst every receive buffer is back in the ring.
   std::vector<ShardStats> stats = group->CollectStats(absl::Seconds(5));
   ASSERT_EQ(stats.size(), 1u);
@@ -590,16 +608,7 @@ TEST(ShardGroupTest, PauseReadingLeavesPipelinedInputInTheKernel) {
   EXPECT_GE(stats[0].bytes_in, static_cast<uint64_t>(FloodWriter::kLines) * 1024);
 }
 
-TEST(ShardGroupTest, HoldInputKeepsWhatArrivesAndHandsItOverOnResume) {
-  Observed observed;
-  HandlerConfig config;
-  config.observed = &observed;
-  auto group = StartGroup(BaseOptions(1, &config));
-  ASSERT_NE(group, nullptr);
-  int fd = Connect(group->listen_addresses()[0]);
-  ASSERT_GE(fd, 0);
-  auto [shard, id] = ParseGreeting(ReadLine(fd));
-  ASSERT_EQ(shard, 0);
+TEST_F(ShardGroupFloodTest, HoldInputKeepsWhatArrivesAndHandsItOverOnResume) {
   // A client that sends its next command while the handler waits. (Input left over in the
   // same read, which the handler did not consume, pauses reading for real: see Dispatch.)
   ASSERT_TRUE(WriteAll(fd, "HOLD\r\n"));
@@ -626,23 +635,10 @@ TEST(ShardGroupTest, HoldInputKeepsWhatArrivesAndHandsItOverOnResume) {
   OnConnection(*group, shard, id, [](Connection& c) { c.ResumeReading(); });
   EXPECT_EQ(ReadLine(fd), "250 B");
   EXPECT_EQ(ReadLine(fd), "250 C");
-  ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
-  EXPECT_EQ(ReadLine(fd), "221 bye");
-  close(fd);
+  QuitAndClose();
 }
 
-TEST(ShardGroupTest, HoldInputTurnsIntoAPauseWhenThePeerKeepsSending) {
-  Observed observed;
-  HandlerConfig config;
-  config.observed = &observed;
-  auto options = BaseOptions(1, &config);
-  options.shard.pending_input_bytes_max = 256 * 1024;
-  auto group = StartGroup(std::move(options));
-  ASSERT_NE(group, nullptr);
-  int fd = Connect(group->listen_addresses()[0]);
-  ASSERT_GE(fd, 0);
-  auto [shard, id] = ParseGreeting(ReadLine(fd));
-  ASSERT_EQ(shard, 0);
+TEST_F(ShardGroupFloodTest, HoldInputTurnsIntoAPauseWhenThePeerKeepsSending) {
   FloodWriter writer(fd, "HOLD\r\n");
   EXPECT_EQ(ReadLine(fd), "250 holding");
   // Past kHeldInputMax the recv is cancelled: the writer stalls on full socket buffers.
@@ -661,9 +657,7 @@ TEST(ShardGroupTest, HoldInputTurnsIntoAPauseWhenThePeerKeepsSending) {
   EXPECT_EQ(ReadLine(fd), "250 C");
   writer.Join();
   EXPECT_EQ(observed.XLines(), FloodWriter::kLines);
-  ASSERT_TRUE(WriteAll(fd, "QUIT\r\n"));
-  EXPECT_EQ(ReadLine(fd), "221 bye");
-  close(fd);
+  QuitAndClose();
 }
 
 TEST(ShardGroupTest, TinyBufferRingRunsDryAndRecvRearms) {
