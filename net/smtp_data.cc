@@ -38,11 +38,45 @@ void ContentScanner::EndLine(bool bare_lf, std::string* content) {
   prev_bare_lf_ = bare_lf;
 }
 
+size_t ContentScanner::OrdinaryLines(const char* data, size_t pos, size_t n) const {
+  // Whole lines that end in CRLF, do not start with a dot (DATA) and fit the line limit are
+  // content byte for byte: their bytes pass through unchanged.
+  while (pos < n) {
+    if (options_.mode == Mode::kData && data[pos] == '.') {
+      break;
+    }
+    const auto* lf = static_cast<const char*>(std::memchr(data + pos, '\n', n - pos));
+    if (lf == nullptr) {
+      break;  // a partial line
+    }
+    const size_t end = static_cast<size_t>(lf - data);
+    if (end == pos || data[end - 1] != '\r') {
+      break;  // a bare LF
+    }
+    if (options_.line_bytes_max != 0 && end + 1 - pos > options_.line_bytes_max) {
+      break;  // too long: flagged line by line below
+    }
+    pos = end + 1;
+  }
+  return pos;
+}
+
 size_t ContentScanner::Consume(std::string_view input, std::string* content) {
   const char* data = input.data();
   const size_t n = input.size();
   size_t pos = 0;
   while (pos < n && !done_) {
+    if (at_line_start_) {
+      // Fast path: a run of ordinary lines is one append instead of two per line (a 100 KB
+      // message has about 1,300 lines). What ends the run goes through the line-by-line code.
+      const size_t run_end = OrdinaryLines(data, pos, n);
+      if (run_end > pos) {
+        Emit(std::string_view(data + pos, run_end - pos), content);
+        pos = run_end;
+        prev_bare_lf_ = false;  // each of those lines ended in CRLF
+        continue;
+      }
+    }
     if (at_line_start_) {
       at_line_start_ = false;
       dot_line_ = false;

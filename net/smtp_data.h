@@ -68,6 +68,8 @@ class ContentScanner {
   uint64_t received_bytes() const { return received_bytes_; }
 
  private:
+  // Where the run of ordinary lines that starts at line start `pos` ends (see Consume()).
+  size_t OrdinaryLines(const char* data, size_t pos, size_t n) const;
   void Emit(std::string_view bytes, std::string* content);
   void EndLine(bool bare_lf, std::string* content);
 

@@ -201,6 +201,48 @@ TEST(ContentScannerTest, EverySplitGivesTheSameResult) {
   EXPECT_EQ(Scan(input, 1).content, whole.content);
 }
 
+// Runs of ordinary lines take a fast path (one append per run); every other line goes line by
+// line. Fed one byte at a time the scanner never sees a whole line, so it never takes the fast
+// path: random mixes of every kind of line must come out the same both ways, with and without
+// the size and line limits, in DATA and BDAT mode.
+TEST(ContentScannerTest, FastPathAgreesWithLineByLineOnRandomInput) {
+  const std::vector<std::string> pieces = {
+      "plain text line\r\n", "\r\n", "..stuffed\r\n", ".x\r\n", "bare lf\n", "\n",
+      "cr\ralone\r\n", "trailing cr\r", ".\n", std::string(990, 'y') + "\r\n",
+      std::string(1200, 'z') + "\r\n", "." + std::string(998, 'w') + "\r\n", "\r\n.\r\n"};
+  uint64_t seed = 12345;
+  auto next = [&seed] {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<size_t>(seed >> 33);
+  };
+  for (int round = 0; round < 400; ++round) {
+    std::string input;
+    const size_t lines = 1 + next() % 40;
+    for (size_t i = 0; i < lines; ++i) {
+      input += pieces[next() % pieces.size()];
+    }
+    input += "\r\n.\r\nNEXT\r\n";
+    for (const ContentScanner::Mode mode : {ContentScanner::Mode::kData, ContentScanner::Mode::kBdat}) {
+      ContentScanner::Options options = DataOptions(round % 3 == 0 ? 3000 : 0,
+                                                    round % 2 == 0 ? 1000 : 0);
+      options.mode = mode;
+      ScanResult whole = Scan(input, 0, options);
+      ScanResult bytewise = Scan(input, 1, options);
+      ScanResult chunks = Scan(input, 1 + next() % 700, options);
+      for (const ScanResult* r : {&bytewise, &chunks}) {
+        EXPECT_EQ(r->consumed, whole.consumed) << round;
+        EXPECT_EQ(r->done, whole.done) << round;
+        EXPECT_EQ(r->bare_lf, whole.bare_lf) << round;
+        EXPECT_EQ(r->size_exceeded, whole.size_exceeded) << round;
+        EXPECT_EQ(r->line_too_long, whole.line_too_long) << round;
+        if (!whole.size_exceeded) {
+          EXPECT_EQ(r->content, whole.content) << round;
+        }
+      }
+    }
+  }
+}
+
 TEST(ContentScannerTest, BdatModeHasNoTerminatorAndNoUnstuffing) {
   ContentScanner scanner;
   ContentScanner::Options options;
