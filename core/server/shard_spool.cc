@@ -331,7 +331,8 @@ void ShardSpool::OnRecycleStep(Step step, int32_t res) {
       // fstat on an open descriptor never waits for the disk. An oversized segment is not
       // reused: a spare must be exactly segment_bytes.
       struct stat st {};
-      if (fstat(recycle_fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) != spool_->segment_bytes()) {
+      if (fstat(recycle_fd_, &st) != 0 ||
+          static_cast<uint64_t>(st.st_size) != spool_->segment_bytes()) {
         give_up();
         return;
       }
@@ -426,7 +427,9 @@ void ShardSpool::OnFileStep(Step step, int32_t res) {
       return;
     case Step::kUnlinkSegment:
       if (res < 0 && res != -ENOENT) {
-        ++reclaim_failed_;
+        if (reclaim_next_ < reclaim_paths_.size() - reclaim_extra_) {
+          ++reclaim_failed_;  // a segment; the free files at the end are not counted
+        }
         log::Warning("spool: unlink %s: %s", reclaim_paths_[reclaim_next_], strerror(-res));
       }
       ++reclaim_next_;
