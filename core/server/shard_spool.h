@@ -145,6 +145,7 @@ class ShardSpool final : public net::MessageSink {
   void AdoptSpare(absl::StatusOr<int> fd);
   void UnlinkNext();
   void UnlinkCurrent();
+  void ZeroNextSlice();
   void OnRecycleStep(Step step, int32_t res);
   void OnFileStep(Step step, int32_t res);
 
@@ -184,6 +185,7 @@ class ShardSpool final : public net::MessageSink {
   std::vector<std::string> free_paths_;
   bool recycle_ = true;       // off once the file system refuses ZERO_RANGE
   int recycle_fd_ = -1;       // the segment being zeroed
+  uint64_t recycle_zeroed_ = 0;  // bytes of it zeroed (or being zeroed) so far
   std::string recycle_to_;    // its ".seg.free" name (alive until the rename completes)
   std::string spare_from_;    // the free file being renamed to the spare
   bool spare_recycled_ = false;

@@ -83,6 +83,10 @@ class ShardSpoolTest : public ::testing::Test {
     return out;
   }
 
+  // 20 messages, all final but the last; a reclaim recycles kFreeSegmentsMax segments; 12
+  // more messages reuse them; recovery finds every pending one intact.
+  void RecycleWhileTrafficContinues(uint64_t segment_bytes, size_t message_bytes);
+
   struct Durable {
     uint64_t sequence;
     std::string queue_id;
@@ -173,10 +177,11 @@ std::string ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-TEST_F(ShardSpoolTest, ReclaimedSegmentsAreZeroedAndReusedAsSparesWhileTrafficContinues) {
+void ShardSpoolTest::RecycleWhileTrafficContinues(uint64_t segment_bytes, size_t message_bytes) {
   queue::SpoolOptions options = Options();
+  options.segment_bytes = segment_bytes;
   Start(options);
-  Submit(20, 3000);
+  Submit(20, message_bytes);
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
   // Every message final but the last: the current segment stays, the older ones go.
   for (size_t i = 0; i + 1 < durable_.size(); ++i) {
@@ -195,7 +200,7 @@ TEST_F(ShardSpoolTest, ReclaimedSegmentsAreZeroedAndReusedAsSparesWhileTrafficCo
     for (const std::string& f : Files(options)) {
       EXPECT_FALSE(f.ends_with(".seg.free")) << f;
     }
-    Submit(12, 3000);
+    Submit(12, message_bytes);
     ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
     EXPECT_EQ(shard_spool_->segments_recycled(), 0u);
     return;
@@ -217,12 +222,12 @@ TEST_F(ShardSpoolTest, ReclaimedSegmentsAreZeroedAndReusedAsSparesWhileTrafficCo
   // The next roll-overs take the free files instead of creating new ones.
   const uint64_t created = shard_spool_->segments_created();
   const size_t first_round = ids_.size();
-  Submit(12, 3000);
+  Submit(12, message_bytes);
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   EXPECT_EQ(shard_spool_->segments_recycled(), ShardSpool::kFreeSegmentsMax);
   EXPECT_EQ(shard_spool_->free_segments(), 0u);
-  EXPECT_GT(shard_spool_->segments_created(), created) << "12 x 3 KB needs more than two";
+  EXPECT_GT(shard_spool_->segments_created(), created) << "12 messages need more than two segments";
   Stop();
 
   // Recovery reads the reused files like new ones: every pending message, nothing damaged.
@@ -235,8 +240,17 @@ TEST_F(ShardSpoolTest, ReclaimedSegmentsAreZeroedAndReusedAsSparesWhileTrafficCo
     ASSERT_NE(m, nullptr) << ids_[i];
     absl::StatusOr<std::string> content = (*reopened)->ReadContent(*m);
     ASSERT_TRUE(content.ok()) << content.status();
-    EXPECT_EQ(*content, MakeContent(ids_[i], 3000));
+    EXPECT_EQ(*content, MakeContent(ids_[i], message_bytes));
   }
+}
+
+TEST_F(ShardSpoolTest, ReclaimedSegmentsAreZeroedAndReusedAsSparesWhileTrafficContinues) {
+  RecycleWhileTrafficContinues(16 * 1024, 3000);
+}
+
+// Segments larger than the 4 MiB zeroing slice are zeroed in several calls, every byte of them.
+TEST_F(ShardSpoolTest, LargeSegmentsAreZeroedSliceBySlice) {
+  RecycleWhileTrafficContinues(uint64_t{9} << 20, size_t{2} << 20);
 }
 
 TEST_F(ShardSpoolTest, AFreeSegmentLeftByACrashIsDeletedByRecovery) {
