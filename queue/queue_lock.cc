@@ -50,22 +50,10 @@ absl::StatusOr<QueueLock> QueueLock::Acquire(const std::string& queue_directory)
     return absl::Status(absl::ErrnoToStatusCode(err),
                         absl::StrFormat("write %s: %s", path, strerror(err)));
   }
-  return QueueLock(fd, std::move(path));
+  return QueueLock(fd);
 }
 
-QueueLock::QueueLock(QueueLock&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
-
-QueueLock& QueueLock::operator=(QueueLock&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-    fd_ = std::exchange(other.fd_, -1);
-    path_ = std::move(other.path_);
-  }
-  return *this;
-}
+QueueLock::QueueLock(QueueLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
 
 QueueLock::~QueueLock() {
   if (fd_ >= 0) {

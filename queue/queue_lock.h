@@ -25,17 +25,14 @@ class QueueLock {
   static absl::StatusOr<QueueLock> Acquire(const std::string& queue_directory);
 
   QueueLock(QueueLock&& other) noexcept;
-  QueueLock& operator=(QueueLock&& other) noexcept;
+  QueueLock& operator=(QueueLock&& other) = delete;
   QueueLock(const QueueLock&) = delete;
   QueueLock& operator=(const QueueLock&) = delete;
   ~QueueLock();
 
-  const std::string& path() const { return path_; }
-
  private:
-  QueueLock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  explicit QueueLock(int fd) : fd_(fd) {}
   int fd_ = -1;
-  std::string path_;
 };
 
 }  // namespace moat::queue

@@ -21,9 +21,9 @@
 // Recycling: unlinking a written 64 MiB segment frees its blocks, and on a file system mounted
 // with online discard that stalled every shard's fdatasync for up to 16-30 ms (measured: with
 // unlinks, the open-loop p99 at half the peak rate went from about 2 ms to 7-8 ms). So up to
-// kFreeSegmentsMax reclaimed segments are recycled instead: zeroed with FALLOC_FL_ZERO_RANGE
-// (their blocks become unwritten extents again, nothing is freed or discarded), fsynced, and
-// renamed to "<n>.seg.free"; the next spare is renamed from there (RENAME_NOREPLACE) instead of
+// kFreeSegmentsMax reclaimed segments are recycled instead: zeroed with FALLOC_FL_ZERO_RANGE in
+// 4 MiB slices (their blocks become unwritten extents again, nothing is freed or discarded),
+// fsynced, and renamed to "<n>.seg.free"; the next spare is renamed from there (RENAME_NOREPLACE) instead of
 // being created and fallocated. A crash in between leaves a zeroed ".seg" (recovery deletes it
 // as unused) or a ".seg.free" (recovery deletes it). The rest are unlinked as before, and so is
 // everything once the spool is drained (an idle relay keeps no file). A file system without

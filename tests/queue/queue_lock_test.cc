@@ -6,8 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -17,18 +15,11 @@
 namespace moat::queue {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 TEST(QueueLockTest, SecondHolderIsRefusedWithTheFirstOnesPid) {
   testing::TempDir dir;
   absl::StatusOr<QueueLock> first = QueueLock::Acquire(dir.path());
   ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(ReadFile(dir.path() + "/moat.pid"), absl::StrCat(getpid(), "\n"));
+  EXPECT_EQ(testing::ReadFile(dir.path() + "/moat.pid"), absl::StrCat(getpid(), "\n"));
   absl::StatusOr<QueueLock> second = QueueLock::Acquire(dir.path());
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -36,7 +27,7 @@ TEST(QueueLockTest, SecondHolderIsRefusedWithTheFirstOnesPid) {
       << second.status();
   EXPECT_NE(second.status().message().find("in use by another moat"), std::string::npos);
   // The refused attempt did not overwrite the holder's PID.
-  EXPECT_EQ(ReadFile(dir.path() + "/moat.pid"), absl::StrCat(getpid(), "\n"));
+  EXPECT_EQ(testing::ReadFile(dir.path() + "/moat.pid"), absl::StrCat(getpid(), "\n"));
 }
 
 TEST(QueueLockTest, ReleasedOnDestructionAndOnProcessDeath) {

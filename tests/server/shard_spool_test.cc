@@ -10,7 +10,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -172,11 +171,6 @@ bool ZeroRangeWorks(const std::string& directory) {
   return ok;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 void ShardSpoolTest::RecycleWhileTrafficContinues(uint64_t segment_bytes, size_t message_bytes) {
   queue::SpoolOptions options = Options();
   options.segment_bytes = segment_bytes;
@@ -214,7 +208,7 @@ void ShardSpoolTest::RecycleWhileTrafficContinues(uint64_t segment_bytes, size_t
   }
   ASSERT_EQ(free.size(), ShardSpool::kFreeSegmentsMax);
   for (const std::string& f : free) {
-    std::string bytes = ReadFile(f);
+    std::string bytes = queue::testutil::ReadAll(f);
     EXPECT_EQ(bytes.size(), options.segment_bytes) << f;
     EXPECT_EQ(bytes.find_first_not_of('\0'), std::string::npos) << f << " holds old records";
   }
