@@ -10,7 +10,9 @@
 // rest is kept by the connection (pending input) and reading pauses.
 // Backpressure: PauseReading() CANCELS the kernel recv; bytes the kernel had already
 // delivered before the cancel took effect are kept in the pending input (bounded by
-// pending_input_bytes_max; over it the connection is closed with kOverflow), everything
+// pending_input_bytes_max; over it the connection is closed with kOverflow; at most one
+// buffer ring's worth arrives after the decision, since the cancel is submitted before the
+// deferred task work that fills buffers runs again), everything
 // later waits in the socket's own receive queue (TCP flow control pushes back on the
 // client). ResumeReading() hands the pending input over first (at the end of the turn),
 // then re-arms the recv. HoldInput() is the cheap pause for a short wait in which the peer is
