@@ -17,14 +17,17 @@
 namespace moat::queue {
 namespace {
 
+// A created segment's header payload; a recycled one's adds a u64 of flags (FORMAT.md).
 constexpr uint32_t kSegmentHeaderPayloadBytes = 32;
+constexpr uint32_t kSegmentHeaderWithFlagsBytes = 40;
 
 absl::Status ErrnoStatus(const std::string& what, const std::string& path, int err) {
   return absl::InternalError(absl::StrFormat("%s %s: %s", what, path, ErrnoText(err)));
 }
 
 bool DecodeSegmentHeader(std::string_view payload, SegmentHeaderInfo* out) {
-  if (payload.size() != kSegmentHeaderPayloadBytes) {
+  if (payload.size() != kSegmentHeaderPayloadBytes &&
+      payload.size() != kSegmentHeaderWithFlagsBytes) {
     return false;
   }
   out->format_version = GetU32(payload.data());
@@ -32,7 +35,8 @@ bool DecodeSegmentHeader(std::string_view payload, SegmentHeaderInfo* out) {
   out->number = GetU64(payload.data() + 8);
   out->salt = GetU64(payload.data() + 16);
   out->created_unix_us = static_cast<int64_t>(GetU64(payload.data() + 24));
-  return out->format_version == kFormatVersion;
+  out->flags = payload.size() == kSegmentHeaderWithFlagsBytes ? GetU64(payload.data() + 32) : 0;
+  return out->format_version == kFormatVersion && (out->flags & ~kSegmentFlagsKnown) == 0;
 }
 
 // Reads the segment's bytes: a read-only private mapping (empty view for an empty file).
@@ -125,12 +129,16 @@ void LogReporter::Corruption(std::string_view path, uint64_t offset, uint64_t by
 }
 
 std::string EncodeSegmentHeader(const SegmentHeaderInfo& info) {
-  std::string out(kSegmentHeaderPayloadBytes, '\0');
+  std::string out(info.flags == 0 ? kSegmentHeaderPayloadBytes : kSegmentHeaderWithFlagsBytes,
+                  '\0');
   PutU32(out.data(), info.format_version);
   PutU32(out.data() + 4, info.shard);
   PutU64(out.data() + 8, info.number);
   PutU64(out.data() + 16, info.salt);
   PutU64(out.data() + 24, static_cast<uint64_t>(info.created_unix_us));
+  if (info.flags != 0) {
+    PutU64(out.data() + 32, info.flags);
+  }
   return out;
 }
 
@@ -173,6 +181,15 @@ absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const Sca
     reporter.Corruption(path, 0, size, status);
     return status;
   }
+  if (options.expected_number.has_value() && result.header.number != *options.expected_number) {
+    // A recycled file renamed to this number whose first batch never landed: the header (and
+    // every record after it) is from its previous use, all final when it was reclaimed, and
+    // nothing was acknowledged in it under this name. Unused, like an all-zero spare.
+    return absl::NotFoundError(absl::StrFormat(
+        "unused segment: recycled from segment %d, never written as this one",
+        result.header.number));
+  }
+  const bool recycled = (result.header.flags & kSegmentRecycled) != 0;
 
   Scanner scanner(data, size, result.header.salt);
   uint64_t pos = RecordBytes(header.payload_bytes);
@@ -205,6 +222,12 @@ absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const Sca
       result.skipped_bytes += next - pos;
       pos = next;
       continue;
+    }
+    if (recycled) {
+      // The records of the file's previous use (another salt: none of them can verify). A torn
+      // tail here looks the same and was never acknowledged either: nothing to report.
+      result.stale_bytes = nonzero_end - pos;
+      break;
     }
     // Torn tail: nothing valid follows.
     result.dropped_bytes = nonzero_end - pos;

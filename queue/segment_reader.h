@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,12 +37,17 @@ class LogReporter : public Reporter {
                   const absl::Status& reason) override;
 };
 
+// Segment header flags (FORMAT.md, type 1).
+inline constexpr uint64_t kSegmentRecycled = 1;  // the file held an earlier segment's records
+inline constexpr uint64_t kSegmentFlagsKnown = kSegmentRecycled;
+
 struct SegmentHeaderInfo {
   uint32_t format_version = 0;
   uint32_t shard = 0;
   uint64_t number = 0;
   uint64_t salt = 0;
   int64_t created_unix_us = 0;
+  uint64_t flags = 0;  // 0: the 32-byte payload of a created segment; else 40 bytes
 };
 
 // Encodes a segment header payload (FORMAT.md, type 1).
@@ -53,6 +59,7 @@ struct SegmentScanResult {
   uint64_t end_offset = 0;     // where the valid data ends (aligned)
   uint64_t skipped_bytes = 0;  // damage skipped in the middle
   uint64_t dropped_bytes = 0;  // torn tail dropped (non-zero bytes after end_offset)
+  uint64_t stale_bytes = 0;    // a recycled segment: its previous use's bytes after end_offset
   uint64_t last_sequence = 0;
   bool truncated = false;  // the file was truncated at end_offset
 };
@@ -61,6 +68,9 @@ struct ScanOptions {
   // Truncate the file at the end of the valid data when a torn tail is found (recovery does;
   // read-only tools do not).
   bool truncate_torn_tail = true;
+  // The number in the file's name. A segment header with another number is a recycled file
+  // whose first batch never landed: NotFound (unused), as for an all-zero file.
+  std::optional<uint64_t> expected_number;
 };
 
 // Called for each valid record (not the segment header) with its offset and payload; the payload
@@ -68,8 +78,10 @@ struct ScanOptions {
 using RecordVisitor =
     absl::FunctionRef<void(const RecordHeader& header, uint64_t offset, std::string_view payload)>;
 
-// Scans the segment at `path`. NotFound: the file is empty or all zero (never written; not
-// reported). Any other error means the segment could not be read or verified at all (unreadable,
+// Scans the segment at `path`. NotFound: the file is empty or all zero, or (with
+// expected_number) a recycled file never written under its name (unused; not reported). In a
+// recycled segment the bytes after the last valid record are its previous use's: counted in
+// stale_bytes, not reported. Any other error means the segment could not be read or verified at all (unreadable,
 // missing or bad segment header): it was reported and nothing in it was visited.
 absl::StatusOr<SegmentScanResult> ScanSegment(const std::string& path, const ScanOptions& options,
                                               Reporter& reporter, RecordVisitor visit);

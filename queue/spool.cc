@@ -147,7 +147,8 @@ absl::Status Spool::Recover(Reporter& reporter) {
     if (ParseSegmentName(name, &number)) {
       numbers.push_back(number);
     } else if (name.ends_with(kFreeSuffix) && !options_.read_only) {
-      // A recycled segment waiting for reuse (zeroed before it was renamed): holds nothing.
+      // A recycled segment waiting for reuse: every record in it was final when it was
+      // reclaimed (its old name is gone), so nothing in it is needed.
       unlink(it->path().c_str());
       ++recovery_stats_.unused_segments;
     }
@@ -207,9 +208,11 @@ absl::Status Spool::Recover(Reporter& reporter) {
     // one), so a torn tail costs nothing where it is, and bytes that fail verification (such as
     // an acknowledged record with a bad checksum) stay for the operator instead of being erased.
     scan_options.truncate_torn_tail = false;
+    scan_options.expected_number = number;
     absl::StatusOr<SegmentScanResult> scan = ScanSegment(path, scan_options, reporter, visit);
     if (!scan.ok() && absl::IsNotFound(scan.status())) {
-      // Never written (an unused spare, or created just before a crash): nothing to recover.
+      // Never written (an unused spare, created or recycled just before a crash): nothing to
+      // recover.
       ++recovery_stats_.unused_segments;
       if (!options_.read_only) {
         unlink(path.c_str());
@@ -224,6 +227,7 @@ absl::Status Spool::Recover(Reporter& reporter) {
     salts_[number] = scan->header.salt;
     recovery_stats_.skipped_bytes += scan->skipped_bytes;
     recovery_stats_.dropped_bytes += scan->dropped_bytes;
+    recovery_stats_.stale_bytes += scan->stale_bytes;
   }
   std::sort(
       outcomes.begin(), outcomes.end(),
@@ -336,7 +340,7 @@ Spool::SpareRequest Spool::RequestSpareSegment() {
   return {number, SegmentPath(number), options_.segment_bytes, options_.preallocate};
 }
 
-void Spool::AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd) {
+void Spool::AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd, bool recycled) {
   MOAT_CHECK(spare_requested_);
   spare_requested_ = false;
   if (!fd.ok()) {
@@ -370,16 +374,18 @@ void Spool::AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd) {
     unlink(SegmentPath(number).c_str());
     return;
   }
-  spare_ = {number, *fd};
+  spare_ = {number, *fd, recycled};
 }
 
 absl::Status Spool::StartSegment() {
   CloseSegment();
   uint64_t number = 0;
   int fd = -1;
+  bool recycled = false;
   if (spare_.fd >= 0) {
     number = spare_.number;
     fd = spare_.fd;
+    recycled = spare_.recycled;
     spare_ = {};
   } else {
     // No spare ready: create one inline (blocks: open + fallocate).
@@ -403,7 +409,8 @@ absl::Status Spool::StartSegment() {
   segment_.fd = fd;
   segment_.salt = absl::BitGen()();
   segment_.sealed = false;
-  SegmentHeaderInfo info{kFormatVersion, options_.shard, number, segment_.salt, NowUnixMicros()};
+  SegmentHeaderInfo info{kFormatVersion, options_.shard, number, segment_.salt, NowUnixMicros(),
+                         recycled ? kSegmentRecycled : 0};
   std::string payload = EncodeSegmentHeader(info);
   RecordHeader header{RecordType::kSegmentHeader, static_cast<uint32_t>(payload.size()), 0,
                       PayloadChecksum(payload, 0)};

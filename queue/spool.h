@@ -95,11 +95,12 @@ inline constexpr uint64_t kSegmentBytesMin = 1024;
 struct RecoveryStats {
   uint64_t segments = 0;
   uint64_t unreadable_segments = 0;  // bad segment header etc.: reported and left in place
-  uint64_t unused_segments = 0;      // empty or all zero (never written): removed
+  uint64_t unused_segments = 0;      // never written (all zero, or recycled): removed
   uint64_t messages = 0;
   uint64_t outcomes = 0;
   uint64_t skipped_bytes = 0;  // damage in the middle of segments
   uint64_t dropped_bytes = 0;  // torn tails
+  uint64_t stale_bytes = 0;    // recycled segments' bytes from their previous use
   uint64_t undecodable_records = 0;
 };
 
@@ -151,7 +152,9 @@ class Spool {
   };
   bool WantsSpareSegment() const;
   SpareRequest RequestSpareSegment();  // REQUIRES: WantsSpareSegment()
-  void AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd);
+  // `recycled`: the file is a reclaimed segment renamed to r.path, its old bytes still in it
+  // (FORMAT.md, "Recycled segments"); its header then says so.
+  void AdoptSpareSegment(uint64_t number, absl::StatusOr<int> fd, bool recycled = false);
   // A driver that never lets PrepareCommit() block (the shard) turns inline creation off:
   // PrepareCommit() then returns nullptr while the next batch needs a new segment and no spare
   // is ready, and the staged records wait for AdoptSpareSegment(). An adopted failure then
@@ -245,6 +248,7 @@ class Spool {
   struct Spare {
     uint64_t number = 0;
     int fd = -1;
+    bool recycled = false;
   };
   Spare spare_;
   bool spare_requested_ = false;

@@ -4,7 +4,6 @@
 #include <liburing.h>
 
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,9 +82,6 @@ ShardSpool::~ShardSpool() {
   // barrier's bound, the batch's sessions never got their 250: nothing acknowledged is lost.
   if (batch_ != nullptr) {
     log::Error("spool: exiting with a commit still in flight; its messages were not acknowledged");
-  }
-  if (recycle_fd_ >= 0) {
-    close(recycle_fd_);
   }
 }
 
@@ -207,7 +203,8 @@ void ShardSpool::MaybePrepareSpare() {
   spare_request_ = spool_->RequestSpareSegment();
   spare_in_flight_ = true;
   if (!free_paths_.empty()) {
-    // A recycled segment: already allocated and zeroed; never replaces a file in the way.
+    // A recycled segment: already allocated (and its blocks written: an overwrite needs no
+    // extent conversion at fdatasync); never replaces a file in the way.
     spare_from_ = std::move(free_paths_.front());
     free_paths_.erase(free_paths_.begin());
     io_uring_sqe* sqe = reactor_->GetSqe();
@@ -254,11 +251,12 @@ void ShardSpool::OnSegmentAllocated(int32_t res) {
 
 void ShardSpool::AdoptSpare(absl::StatusOr<int> fd) {
   spare_in_flight_ = false;
+  const bool recycled = spare_recycled_;
   if (fd.ok()) {
-    ++(spare_recycled_ ? segments_recycled_ : segments_created_);
+    ++(recycled ? segments_recycled_ : segments_created_);
   }
   spare_recycled_ = false;
-  spool_->AdoptSpareSegment(spare_request_.number, std::move(fd));
+  spool_->AdoptSpareSegment(spare_request_.number, std::move(fd), recycled);
   DeliverResults();  // a failed creation failed the records that waited for it
   reactor_->RequestTurn();  // the waiting batch goes out (or the next number is asked for)
 }
@@ -291,10 +289,10 @@ void ShardSpool::UnlinkNext() {
   if (reclaim_next_ < reclaim_paths_.size()) {
     // One at a time, oldest first: a crash in the middle leaves only newer segments, whose
     // outcome records then refer to messages already gone (never the other way round, which
-    // would deliver those messages again). Zeroing a segment to recycle it removes its records
-    // just as unlinking does, so the same order holds.
+    // would deliver those messages again). Renaming a segment to ".seg.free" to recycle it
+    // retires its records just as unlinking does, so the same order holds.
     const std::string& path = reclaim_paths_[reclaim_next_];
-    if (recycle_ && spool_->preallocates() && !reclaim_drained_ &&
+    if (spool_->preallocates() && !reclaim_drained_ &&
         free_paths_.size() < kFreeSegmentsMax && path.ends_with(".seg")) {
       reactor_->Openat(&recycle_open_op_, AT_FDCWD, path.c_str(), O_RDWR | O_CLOEXEC, 0);
       return;
@@ -313,79 +311,26 @@ void ShardSpool::UnlinkCurrent() {
   io_uring_sqe_set_data(sqe, &unlink_op_);
 }
 
-void ShardSpool::ZeroNextSlice() {
-  // In slices, one after the other: zeroing 64 MiB in one call stalled the other shard's
-  // fdatasync for 20-40 ms (the extent-tree work of the whole range at once).
-  constexpr uint64_t kZeroSliceBytes = uint64_t{4} << 20;
-  const uint64_t length = std::min(kZeroSliceBytes, spool_->segment_bytes() - recycle_zeroed_);
-  io_uring_sqe* sqe = reactor_->GetSqe();
-  io_uring_prep_fallocate(sqe, recycle_fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                          static_cast<off_t>(recycle_zeroed_), static_cast<off_t>(length));
-  io_uring_sqe_set_data(sqe, &recycle_zero_op_);
-  recycle_zeroed_ += length;
-}
-
 void ShardSpool::OnRecycleStep(Step step, int32_t res) {
   const std::string& path = reclaim_paths_[reclaim_next_];
-  auto give_up = [&] {  // unlink it after all
-    if (recycle_fd_ >= 0) {
-      reactor_->Close(nullptr, recycle_fd_);
-      recycle_fd_ = -1;
-    }
-    UnlinkCurrent();
-  };
   switch (step) {
     case Step::kRecycleOpen: {
       if (res < 0) {
         UnlinkCurrent();  // ENOENT counts as gone there
         return;
       }
-      recycle_fd_ = res;
       // fstat on an open descriptor never waits for the disk. An oversized segment is not
       // reused: a spare must be exactly segment_bytes.
       struct stat st {};
-      if (fstat(recycle_fd_, &st) != 0 ||
-          static_cast<uint64_t>(st.st_size) != spool_->segment_bytes()) {
-        give_up();
+      const bool fits = fstat(res, &st) == 0 &&
+                        static_cast<uint64_t>(st.st_size) == spool_->segment_bytes();
+      reactor_->Close(nullptr, res);
+      if (!fits) {
+        UnlinkCurrent();
         return;
       }
-      recycle_zeroed_ = 0;
-      ZeroNextSlice();
-      return;
-    }
-    case Step::kRecycleZero:
-      if (res < 0) {
-        if (res == -EOPNOTSUPP || res == -EINVAL) {
-          recycle_ = false;
-          log::Info("spool: %s: the file system cannot zero a range (%s); reclaimed segments "
-                    "are unlinked",
-                    path, strerror(-res));
-        } else {
-          log::Warning("spool: zeroing %s to reuse it: %s; unlinking it", path, strerror(-res));
-        }
-        give_up();
-        return;
-      }
-      if (recycle_zeroed_ < spool_->segment_bytes()) {
-        ZeroNextSlice();
-        return;
-      }
-      {
-        // The zeroing must be durable before the file changes its name: a recycled file
-        // found under a segment name must hold no record.
-        io_uring_sqe* sqe = reactor_->GetSqe();
-        io_uring_prep_fsync(sqe, recycle_fd_, 0);
-        io_uring_sqe_set_data(sqe, &recycle_sync_op_);
-      }
-      return;
-    case Step::kRecycleSync: {
-      if (res < 0) {
-        log::Warning("spool: fsync of zeroed %s: %s; unlinking it", path, strerror(-res));
-        give_up();
-        return;
-      }
-      reactor_->Close(nullptr, recycle_fd_);
-      recycle_fd_ = -1;
+      // Its records stay in it: the new name is what retires them (recovery deletes every
+      // ".seg.free"), as an unlink would, and in the same order.
       recycle_to_ = queue::Spool::FreeSegmentPath(path);
       io_uring_sqe* sqe = reactor_->GetSqe();
       io_uring_prep_renameat(sqe, AT_FDCWD, path.c_str(), AT_FDCWD, recycle_to_.c_str(), 0);
@@ -411,8 +356,6 @@ void ShardSpool::OnRecycleStep(Step step, int32_t res) {
 void ShardSpool::OnFileStep(Step step, int32_t res) {
   switch (step) {
     case Step::kRecycleOpen:
-    case Step::kRecycleZero:
-    case Step::kRecycleSync:
     case Step::kRecycleRename:
       OnRecycleStep(step, res);
       return;

@@ -21,13 +21,16 @@
 // Recycling: unlinking a written 64 MiB segment frees its blocks, and on a file system mounted
 // with online discard that stalled every shard's fdatasync for up to 16-30 ms (measured: with
 // unlinks, the open-loop p99 at half the peak rate went from about 2 ms to 7-8 ms). So up to
-// kFreeSegmentsMax reclaimed segments are recycled instead: zeroed with FALLOC_FL_ZERO_RANGE in
-// 4 MiB slices (their blocks become unwritten extents again, nothing is freed or discarded),
-// fsynced, and renamed to "<n>.seg.free"; the next spare is renamed from there (RENAME_NOREPLACE) instead of
-// being created and fallocated. A crash in between leaves a zeroed ".seg" (recovery deletes it
-// as unused) or a ".seg.free" (recovery deletes it). The rest are unlinked as before, and so is
-// everything once the spool is drained (an idle relay keeps no file). A file system without
-// ZERO_RANGE (or an oversized segment) is unlinked.
+// kFreeSegmentsMax reclaimed segments are recycled instead: renamed to "<n>.seg.free" with their
+// bytes left in them, and the next spare is renamed from there (RENAME_NOREPLACE) instead of
+// being created and fallocated. Its blocks are written ones, so appending to it is an overwrite:
+// an fdatasync then has no unwritten extent to convert and commits no journal transaction
+// (measured at 6,000 msg/s open loop: p50 0.73 ms instead of 0.90, p99 2.4-3.0 ms instead of
+// 3.5-8.7). The old records cannot be mistaken for new ones (FORMAT.md, "Recycled segments"):
+// they carry the old segment's salt, the new header says the segment is recycled, and a file
+// whose header still names its old number (a crash before its first batch) is unused. Recovery
+// deletes ".seg.free" files. The rest are unlinked as before, and so is everything once the
+// spool is drained (an idle relay keeps no file). An oversized segment is unlinked.
 //
 // Owner: its shard thread; not thread-safe. Parses no untrusted input.
 #pragma once
@@ -126,8 +129,6 @@ class ShardSpool final : public net::MessageSink {
     kUnlinkSegment,
     kReclaimSync,
     kRecycleOpen,
-    kRecycleZero,
-    kRecycleSync,
     kRecycleRename,
     kSpareRename,
   };
@@ -145,7 +146,6 @@ class ShardSpool final : public net::MessageSink {
   void AdoptSpare(absl::StatusOr<int> fd);
   void UnlinkNext();
   void UnlinkCurrent();
-  void ZeroNextSlice();
   void OnRecycleStep(Step step, int32_t res);
   void OnFileStep(Step step, int32_t res);
 
@@ -164,8 +164,6 @@ class ShardSpool final : public net::MessageSink {
   Op unlink_op_{this, Step::kUnlinkSegment};
   Op reclaim_sync_op_{this, Step::kReclaimSync};
   Op recycle_open_op_{this, Step::kRecycleOpen};
-  Op recycle_zero_op_{this, Step::kRecycleZero};
-  Op recycle_sync_op_{this, Step::kRecycleSync};
   Op recycle_rename_op_{this, Step::kRecycleRename};
   Op spare_rename_op_{this, Step::kSpareRename};
   // The spare segment being made on the ring (one at a time). The paths stay alive until the
@@ -181,12 +179,10 @@ class ShardSpool final : public net::MessageSink {
   size_t reclaim_failed_ = 0;
   size_t reclaim_extra_ = 0;     // free files unlinked with a drained spool's segments
   bool reclaim_drained_ = false;  // this reclaim empties the spool: nothing is recycled
-  // Recycling (see the header comment): zeroed segments waiting to become spares, oldest first.
+  // Recycling (see the header comment): reclaimed segments waiting to become spares, oldest
+  // first.
   std::vector<std::string> free_paths_;
-  bool recycle_ = true;       // off once the file system refuses ZERO_RANGE
-  int recycle_fd_ = -1;       // the segment being zeroed
-  uint64_t recycle_zeroed_ = 0;  // bytes of it zeroed (or being zeroed) so far
-  std::string recycle_to_;    // its ".seg.free" name (alive until the rename completes)
+  std::string recycle_to_;    // a ".seg.free" name (alive until the rename completes)
   std::string spare_from_;    // the free file being renamed to the spare
   bool spare_recycled_ = false;
   uint64_t segments_recycled_ = 0;
