@@ -267,15 +267,24 @@ void ShardSpool::Reclaim() {
   }
   reclaim_paths_ = spool_->TakeReclaimableSegments();
   reclaim_extra_ = 0;
-  reclaim_drained_ = !reclaim_paths_.empty() && spool_->Drained();
-  if (reclaim_drained_) {
-    // Idle and empty: no file stays, recycled ones included.
-    reclaim_extra_ = free_paths_.size();
-    for (std::string& path : free_paths_) {
-      reclaim_paths_.push_back(std::move(path));
-    }
-    free_paths_.clear();
+  releasing_free_ = false;
+  StartReclaim();
+}
+
+void ShardSpool::ReleaseFreeSegments() {
+  // Drained for free_segments_linger: no file stays, recycled ones included. (A reclaim in
+  // flight re-arms the timer when it ends; traffic that came back takes the files instead.)
+  if (reclaim_in_flight_ || reactor_ == nullptr || free_paths_.empty() || !spool_->Drained()) {
+    return;
   }
+  reclaim_paths_ = std::move(free_paths_);
+  free_paths_.clear();
+  reclaim_extra_ = reclaim_paths_.size();
+  releasing_free_ = true;
+  StartReclaim();
+}
+
+void ShardSpool::StartReclaim() {
   if (reclaim_paths_.empty()) {
     return;
   }
@@ -292,7 +301,7 @@ void ShardSpool::UnlinkNext() {
     // would deliver those messages again). Renaming a segment to ".seg.free" to recycle it
     // retires its records just as unlinking does, so the same order holds.
     const std::string& path = reclaim_paths_[reclaim_next_];
-    if (spool_->preallocates() && !reclaim_drained_ &&
+    if (spool_->preallocates() && !releasing_free_ &&
         free_paths_.size() < kFreeSegmentsMax && path.ends_with(".seg")) {
       reactor_->Openat(&recycle_open_op_, AT_FDCWD, path.c_str(), O_RDWR | O_CLOEXEC, 0);
       return;
@@ -403,6 +412,9 @@ void ShardSpool::OnFileStep(Step step, int32_t res) {
       }
       if (removed > 0) {
         log::Info("spool: %d segments reclaimed", removed);
+      }
+      if (!free_paths_.empty() && spool_->Drained()) {
+        reactor_->ArmTimer(release_timer_, free_segments_linger_);
       }
       return;
     }

@@ -29,8 +29,9 @@
 // 3.5-8.7). The old records cannot be mistaken for new ones (FORMAT.md, "Recycled segments"):
 // they carry the old segment's salt, the new header says the segment is recycled, and a file
 // whose header still names its old number (a crash before its first batch) is unused. Recovery
-// deletes ".seg.free" files. The rest are unlinked as before, and so is everything once the
-// spool is drained (an idle relay keeps no file). An oversized segment is unlinked.
+// deletes ".seg.free" files. The rest are unlinked as before. Once the spool is drained, the free
+// files wait kFreeSegmentsLinger for the next burst, then they are unlinked too (an idle relay
+// keeps no file). An oversized segment is unlinked.
 //
 // Owner: its shard thread; not thread-safe. Parses no untrusted input.
 #pragma once
@@ -43,6 +44,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
 #include "core/reactor/operation.h"
 #include "core/reactor/reactor.h"
 #include "net/smtp_message.h"
@@ -95,6 +97,10 @@ class ShardSpool final : public net::MessageSink {
   // Starts reclaiming the segments whose every message is final (Spool::
   // TakeReclaimableSegments()), unless a reclaim is still running. Shard thread; never blocks.
   void Reclaim();
+  // How long a drained spool keeps its recycled segments for the next burst before it unlinks
+  // them too (default kFreeSegmentsLinger).
+  void set_free_segments_linger(absl::Duration linger) { free_segments_linger_ = linger; }
+  static constexpr absl::Duration kFreeSegmentsLinger = absl::Seconds(10);
 
   // Nothing staged, no commit in flight and no file operation on the ring (the shutdown
   // barrier).
@@ -144,6 +150,8 @@ class ShardSpool final : public net::MessageSink {
   void OnSegmentOpened(int32_t res);
   void OnSegmentAllocated(int32_t res);
   void AdoptSpare(absl::StatusOr<int> fd);
+  void ReleaseFreeSegments();
+  void StartReclaim();
   void UnlinkNext();
   void UnlinkCurrent();
   void OnRecycleStep(Step step, int32_t res);
@@ -177,11 +185,13 @@ class ShardSpool final : public net::MessageSink {
   std::vector<std::string> reclaim_paths_;
   size_t reclaim_next_ = 0;
   size_t reclaim_failed_ = 0;
-  size_t reclaim_extra_ = 0;     // free files unlinked with a drained spool's segments
-  bool reclaim_drained_ = false;  // this reclaim empties the spool: nothing is recycled
+  size_t reclaim_extra_ = 0;      // free files among reclaim_paths_ (not counted as reclaimed)
+  bool releasing_free_ = false;    // this "reclaim" unlinks the free files: nothing is recycled
   // Recycling (see the header comment): reclaimed segments waiting to become spares, oldest
   // first.
   std::vector<std::string> free_paths_;
+  absl::Duration free_segments_linger_ = kFreeSegmentsLinger;
+  reactor::Timer release_timer_{[this] { ReleaseFreeSegments(); }};
   std::string recycle_to_;    // a ".seg.free" name (alive until the rename completes)
   std::string spare_from_;    // the free file being renamed to the spare
   bool spare_recycled_ = false;

@@ -144,11 +144,18 @@ TEST_F(ShardSpoolTest, ReclaimUnlinksOnTheRingAndAnEmptySpoolHoldsNoFile) {
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   ASSERT_EQ(shard_spool_->spool().index().pending_messages(), 0u);
 
+  shard_spool_->set_free_segments_linger(absl::Milliseconds(300));
   shard_spool_->Reclaim();
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   EXPECT_GT(shard_spool_->segments_reclaimed(), 2u);
-  EXPECT_EQ(Files(options), std::vector<std::string>{})
+  // Drained: only the recycled files stay for a while, for the next burst...
+  EXPECT_EQ(Files(options).size(), ShardSpool::kFreeSegmentsMax);
+  EXPECT_EQ(shard_spool_->free_segments(), ShardSpool::kFreeSegmentsMax);
+  // ... then they go too.
+  ASSERT_TRUE(RunUntil([&] { return Files(options).empty() && shard_spool_->Idle(); }))
       << "an idle spool with every message final holds no file, spare included";
+  EXPECT_EQ(shard_spool_->free_segments(), 0u);
+  EXPECT_EQ(shard_spool_->segments_recycled(), 0u);
 
   // The next message gets a new segment from the ring.
   durable_.clear();
@@ -157,6 +164,34 @@ TEST_F(ShardSpoolTest, ReclaimUnlinksOnTheRingAndAnEmptySpoolHoldsNoFile) {
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == 1; }));
   EXPECT_EQ(Files(options).size(), 1u);
   Stop();
+}
+
+TEST_F(ShardSpoolTest, ABurstAfterTheSpoolDrainedTakesTheRecycledFiles) {
+  queue::SpoolOptions options = Options();
+  Start(options);
+  Submit(20, 3000);
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
+  for (const Durable& d : durable_) {
+    for (uint32_t r = 0; r < d.recipients; ++r) {
+      shard_spool_->StageOutcome(
+          {d.sequence, d.queue_id, r, queue::Outcome::kDelivered, 1, "250 2.0.0 ok"});
+    }
+  }
+  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  shard_spool_->Reclaim();  // default linger: longer than this test
+  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  ASSERT_EQ(shard_spool_->free_segments(), ShardSpool::kFreeSegmentsMax);
+  const uint64_t created = shard_spool_->segments_created();
+  Submit(1, 500);
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
+  EXPECT_EQ(shard_spool_->segments_created(), created);
+  EXPECT_GE(shard_spool_->segments_recycled(), 1u);
+  Stop();
+  absl::StatusOr<std::unique_ptr<queue::Spool>> reopened = queue::Spool::Open(options, reporter_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_TRUE(reporter_.reports.empty());
+  EXPECT_EQ((*reopened)->index().pending_messages(), 1u);
+  EXPECT_NE((*reopened)->index().Find(ids_.back()), nullptr);
 }
 
 void ShardSpoolTest::RecycleWhileTrafficContinues(uint64_t segment_bytes, size_t first_bytes,
