@@ -409,6 +409,7 @@ absl::Status Spool::StartSegment() {
   segment_.fd = fd;
   segment_.salt = absl::BitGen()();
   segment_.sealed = false;
+  segment_.direct = options_.direct_io && !direct_refused_ && EnableDirectIo(fd);
   SegmentHeaderInfo info{kFormatVersion, options_.shard, number, segment_.salt, NowUnixMicros(),
                          recycled ? kSegmentRecycled : 0};
   std::string payload = EncodeSegmentHeader(info);
@@ -526,8 +527,73 @@ const CommitBatch* Spool::PrepareCommit() {
     batch_.last_sequence = p.sequence;
   }
   MOAT_DCHECK(batch_.iov.size() <= kIovecsMax);
+  if (segment_.direct) {
+    CopyBatchForDirectIo();
+  }
   in_flight_ = true;
   return &batch_;
+}
+
+bool Spool::EnableDirectIo(int fd) {
+  // The alignment O_DIRECT needs here (statx STATX_DIOALIGN, Linux 6.1): 0 means none is
+  // supported for this file. Without the answer, the page size, which any device accepts.
+  uint64_t align = 4096;
+#ifdef STATX_DIOALIGN
+  struct statx stx {};
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN)) {
+    if (stx.stx_dio_offset_align == 0) {
+      errno = EOPNOTSUPP;
+      align = 0;
+    } else {
+      align = std::max<uint64_t>({align, stx.stx_dio_offset_align, stx.stx_dio_mem_align});
+    }
+  }
+#endif
+  const int flags = fcntl(fd, F_GETFL);
+  if (align != 0 && align <= (uint64_t{1} << 16) && (align & (align - 1)) == 0 && flags >= 0 &&
+      ((flags & O_DIRECT) != 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) == 0)) {
+    direct_align_ = align;
+    return true;
+  }
+  direct_refused_ = true;
+  log::Info("spool: shard %d: %s: O_DIRECT not available (%s); segments are written through "
+            "the page cache",
+            options_.shard, options_.directory, ErrnoText(errno));
+  return false;
+}
+
+void Spool::CopyBatchForDirectIo() {
+  // [bytes of the partial block already on disk][this batch][zeros to a block boundary]
+  const uint64_t tail = segment_.offset % direct_align_;
+  const uint64_t padded = (tail + batch_.bytes + direct_align_ - 1) / direct_align_ * direct_align_;
+  if (padded > direct_capacity_) {
+    const size_t capacity = static_cast<size_t>(std::max<uint64_t>(padded, 256 * 1024));
+    char* grown = static_cast<char*>(aligned_alloc(direct_align_, capacity));
+    MOAT_CHECK(grown != nullptr);
+    if (tail > 0) {
+      memcpy(grown, direct_buffer_.get(), tail);
+    }
+    direct_buffer_.reset(grown);
+    direct_capacity_ = capacity;
+  }
+  char* out = direct_buffer_.get() + tail;
+  for (const iovec& v : batch_.iov) {
+    memcpy(out, v.iov_base, v.iov_len);
+    out += v.iov_len;
+  }
+  memset(out, 0, static_cast<size_t>(direct_buffer_.get() + padded - out));
+  batch_.iov.assign(1, iovec{direct_buffer_.get(), static_cast<size_t>(padded)});
+  batch_.offset = segment_.offset - tail;
+  batch_.bytes = padded;
+}
+
+void Spool::KeepDirectTail(uint64_t written_from) {
+  // The block the next batch starts in is in the buffer already, at its place in this write.
+  const uint64_t block = segment_.offset - segment_.offset % direct_align_;
+  const uint64_t tail = segment_.offset - block;
+  if (tail > 0 && block > written_from) {
+    memmove(direct_buffer_.get(), direct_buffer_.get() + (block - written_from), tail);
+  }
 }
 
 void Spool::OnCommitDone(int result) {
@@ -545,6 +611,7 @@ void Spool::OnCommitDone(int result) {
     return;
   }
   uint64_t offset = segment_.offset;
+  const uint64_t written_from = offset - offset % direct_align_;  // the batch's first block
   if (!segment_.header_written) {
     offset += segment_.header.size();
     segment_.header_written = true;
@@ -567,6 +634,9 @@ void Spool::OnCommitDone(int result) {
     ++segment_.records;
   }
   segment_.offset = offset;
+  if (segment_.direct) {
+    KeepDirectTail(written_from);
+  }
   batch_records_.clear();
 }
 

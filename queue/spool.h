@@ -62,6 +62,11 @@ struct SpoolOptions {
   // For tools looking at a live daemon's spool: recovery reports damage but modifies nothing,
   // every Stage fails with EROFS, ReclaimSegments() refuses.
   bool read_only = false;
+  // Write segments with O_DIRECT where the file system allows it (else through the page cache,
+  // logged once). The bytes on disk are the same (FORMAT.md): a batch is copied into an aligned
+  // buffer behind the current partial block's bytes, written from that block's start and
+  // zero-filled to a block boundary; the next batch writes that block again, same bytes first.
+  bool direct_io = false;
 };
 
 struct Ticket {
@@ -83,7 +88,8 @@ struct CommitBatch {
   int directory_fd = -1;  // >= 0: a new segment: fsync this directory before reporting success
 
   // After a short write of `n` bytes: drops them from iov and advances offset, so the driver can
-  // write the rest. REQUIRES: n <= bytes.
+  // write the rest. REQUIRES: n <= bytes. (With O_DIRECT a short write that ends inside a block
+  // leaves a rest the kernel refuses, EINVAL: the batch fails and its segment is sealed.)
   void Consume(uint64_t n);
 };
 
@@ -176,6 +182,8 @@ class Spool {
   QueueIndex& index() { return index_; }
   const RecoveryStats& recovery_stats() const { return recovery_stats_; }
   uint64_t current_segment() const { return segment_.number; }
+  // The current segment is written with O_DIRECT (SpoolOptions::direct_io).
+  bool direct_io_active() const { return segment_.direct; }
   int directory_fd() const { return directory_fd_; }  // for the driver's directory fsyncs
   std::string SegmentPath(uint64_t segment) const;
   // Where a reclaimed segment waits, zeroed, to be reused as a spare: "<16 hex>.seg.free"
@@ -225,8 +233,12 @@ class Spool {
     uint64_t records = 0;  // durable records after the header
     bool header_written = false;
     bool sealed = true;  // no segment yet, or a failed batch sealed it
+    bool direct = false;  // its fd has O_DIRECT: batches go through direct_buffer_
     std::string header;  // the encoded segment header record until it is durable
   };
+  bool EnableDirectIo(int fd);
+  void CopyBatchForDirectIo();
+  void KeepDirectTail(uint64_t written_from);
 
   explicit Spool(const SpoolOptions& options);
   absl::Status Recover(Reporter& reporter);
@@ -251,6 +263,15 @@ class Spool {
     bool recycled = false;
   };
   Spare spare_;
+  // O_DIRECT batches (SpoolOptions::direct_io): an aligned buffer whose first
+  // segment_.offset % direct_align_ bytes are those of the segment's last, partial block.
+  struct FreeDeleter {
+    void operator()(char* p) const { free(p); }
+  };
+  std::unique_ptr<char, FreeDeleter> direct_buffer_;  // alloc: grows to the largest batch
+  size_t direct_capacity_ = 0;
+  uint64_t direct_align_ = 4096;
+  bool direct_refused_ = false;  // the file system said no once: buffered from then on
   bool spare_requested_ = false;
   bool inline_segments_ = true;
   int spare_failures_ = 0;

@@ -59,6 +59,9 @@ constexpr ParamSpec kParams[] = {
      "moat only: bytes of queued message content kept in memory (shared out among the shards); "
      "beyond it, content is read back from the spool when a delivery needs it"},
     {"moat_shards", T::kInteger, "0", 's', 0, "", "moat only: shard threads; 0 = one per CPU"},
+    {"moat_spool_direct_io", T::kBool, "yes", 's', 0, "",
+     "moat only: write spool segments with O_DIRECT where the file system allows it (no page "
+     "cache copy and writeback per batch); no = through the page cache"},
     {"moat_table_check_interval", T::kTime, "5s", 's', 0, "",
      "moat only: how often the daemon checks its table files and reloads changed ones; "
      "0 = only on moat reload"},

@@ -598,6 +598,7 @@ int Serve(const ServeOptions& options) {
     queue::SpoolOptions spool_options;
     spool_options.directory = absl::StrCat(spool_root, "/", i);
     spool_options.shard = static_cast<uint32_t>(i);
+    spool_options.direct_io = config->Bool("moat_spool_direct_io");
     absl::StatusOr<std::unique_ptr<queue::Spool>> spool =
         queue::Spool::Open(spool_options, reporter);
     if (!spool.ok()) {

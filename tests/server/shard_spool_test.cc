@@ -34,6 +34,7 @@ class ShardSpoolTest : public ::testing::Test {
     queue::SpoolOptions o;
     o.directory = dir_.path() + "/spool/0";
     o.segment_bytes = 16 * 1024;
+    o.direct_io = true;  // as the daemon runs (moat_spool_direct_io = yes)
     return o;
   }
 
@@ -117,6 +118,7 @@ TEST_F(ShardSpoolTest, SegmentsAreMadeOnTheRingAndEveryMessageIsRecovered) {
   const uint64_t segments = shard_spool_->segments_created();
   EXPECT_GE(segments, ids_.size() * 3000 / options.segment_bytes);
   EXPECT_LT(shard_spool_->commits(), ids_.size()) << "some batches carried several messages";
+  EXPECT_TRUE(shard_spool_->spool().direct_io_active());
   Stop();
 
   // Everything acknowledged is found again, and nothing was damaged.
