@@ -324,9 +324,13 @@ class OutboundConnection {
       StartTls();
     }
     if (session_.HasOutput()) {
-      const std::string plain = session_.TakeOutput();
+      std::string plain = session_.TakeOutput();
       if (tls_ == nullptr) {
-        outbox_ += plain;
+        if (outbox_.empty()) {
+          outbox_ = std::move(plain);  // a 100 KB body is not copied a second time
+        } else {
+          outbox_ += plain;
+        }
       } else if (!tls_->Encode({plain.data(), plain.size()}, &outbox_)) {
         log::Warning("TLS write error to %s: %s", session_.NameAddrPort(), tls_->error());
         session_.OnEof();
