@@ -475,6 +475,7 @@ const CommitBatch* Spool::PrepareCommit() {
   }
 
   batch_.iov.clear();
+  batch_.direct = false;
   batch_.fd = segment_.fd;
   batch_.offset = segment_.offset;
   batch_.bytes = 0;
@@ -585,6 +586,7 @@ void Spool::CopyBatchForDirectIo() {
   batch_.iov.assign(1, iovec{direct_buffer_.get(), static_cast<size_t>(padded)});
   batch_.offset = segment_.offset - tail;
   batch_.bytes = padded;
+  batch_.direct = true;
 }
 
 void Spool::KeepDirectTail(uint64_t written_from) {

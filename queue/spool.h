@@ -86,6 +86,9 @@ struct CommitBatch {
   uint64_t bytes = 0;
   uint64_t last_sequence = 0;
   int directory_fd = -1;  // >= 0: a new segment: fsync this directory before reporting success
+  // One aligned iovec for an O_DIRECT fd: the driver may write it with RWF_DSYNC instead of a
+  // write and an fdatasync (the same guarantee, data and the metadata needed to read it back).
+  bool direct = false;
 
   // After a short write of `n` bytes: drops them from iov and advances offset, so the driver can
   // write the rest. REQUIRES: n <= bytes. (With O_DIRECT a short write that ends inside a block

@@ -187,6 +187,17 @@ void ShardSpool::SubmitWriteAndSync() {
   // at a submission boundary is cut there, the fdatasync would then run beside the write (both
   // on io-wq) and could complete first, acknowledging bytes not yet written. Reactor::GetSqe()
   // submits when the SQ is full, so make room for both first (as Reactor::WriteThenDatasync).
+  if (batch_->direct) {
+    // O_DIRECT: one write with RWF_DSYNC, durable (data, and the extent conversion of a new
+    // segment) when it completes; no fsync op, which io_uring always hands to an io-wq worker.
+    // Measured with 200 KB writes to a written file: 20 us of CPU per commit instead of 30-43,
+    // 161-189 us of wall time instead of 191-205.
+    io_uring_sqe* sqe = reactor_->Writev(&write_op_, batch_->fd, batch_->iov.data(),
+                                         static_cast<uint32_t>(batch_->iov.size()),
+                                         batch_->offset);
+    sqe->rw_flags = RWF_DSYNC;
+    return;
+  }
   if (io_uring_sq_space_left(reactor_->ring()) < 2) {
     io_uring_submit(reactor_->ring());
   }
@@ -194,6 +205,17 @@ void ShardSpool::SubmitWriteAndSync() {
                                        static_cast<uint32_t>(batch_->iov.size()), batch_->offset);
   sqe->flags |= IOSQE_IO_LINK;
   reactor_->Datasync(&sync_op_, batch_->fd);
+}
+
+void ShardSpool::OnDataDurable() {
+  if (batch_->directory_fd >= 0) {
+    // A new segment file: its directory entry must be durable before any 250 from it.
+    io_uring_sqe* sqe = reactor_->GetSqe();
+    io_uring_prep_fsync(sqe, batch_->directory_fd, 0);
+    io_uring_sqe_set_data(sqe, &directory_op_);
+  } else {
+    FinishCommit(0);
+  }
 }
 
 void ShardSpool::MaybePrepareSpare() {
@@ -431,6 +453,19 @@ void ShardSpool::OnStep(Step step, int32_t res, uint32_t /*flags*/) {
   MOAT_CHECK(batch_ != nullptr);
   switch (step) {
     case Step::kWrite:
+      if (batch_->direct) {  // RWF_DSYNC: no fdatasync follows
+        if (res < 0) {
+          FinishCommit(res);
+        } else if (static_cast<uint64_t>(res) < batch_->bytes) {
+          // What was written is durable; the rest is written again from there (a rest that
+          // starts inside a block is refused with EINVAL and fails the batch).
+          const_cast<queue::CommitBatch*>(batch_)->Consume(static_cast<uint64_t>(res));
+          SubmitWriteAndSync();
+        } else {
+          OnDataDurable();
+        }
+        return;
+      }
       if (res < 0) {
         write_error_ = res;
       } else if (static_cast<uint64_t>(res) < batch_->bytes) {
@@ -450,13 +485,8 @@ void ShardSpool::OnStep(Step step, int32_t res, uint32_t /*flags*/) {
         SubmitWriteAndSync();
       } else if (res < 0) {
         FinishCommit(res);
-      } else if (batch_->directory_fd >= 0) {
-        // A new segment file: its directory entry must be durable before any 250 from it.
-        io_uring_sqe* sqe = reactor_->GetSqe();
-        io_uring_prep_fsync(sqe, batch_->directory_fd, 0);
-        io_uring_sqe_set_data(sqe, &directory_op_);
       } else {
-        FinishCommit(0);
+        OnDataDurable();
       }
       return;
     case Step::kDirectorySync:
