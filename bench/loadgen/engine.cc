@@ -208,8 +208,19 @@ absl::Status Engine::Init() {
     }
     int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(listen_fd_, reinterpret_cast<const sockaddr*>(&ep.addr), ep.addr_len) != 0) {
-      return absl::InternalError(absl::StrCat("bind ", ep.text, ": ", strerror(errno)));
+    // A sink that just exited on the same port may still hold its listener for a moment: its
+    // io_uring (and the multishot accept on it) is torn down by a kernel worker after the
+    // process is gone. Seen in bench/compare, which starts one sink per open-loop run on the
+    // relay's next-hop port: the new sink failed with EADDRINUSE while the old listener still
+    // answered, so the port looked open and then refused every delivery. Bounded: 5 s.
+    for (int attempt = 0;; ++attempt) {
+      if (bind(listen_fd_, reinterpret_cast<const sockaddr*>(&ep.addr), ep.addr_len) == 0) {
+        break;
+      }
+      if (errno != EADDRINUSE || attempt >= 100) {
+        return absl::InternalError(absl::StrCat("bind ", ep.text, ": ", strerror(errno)));
+      }
+      usleep(50'000);
     }
     if (listen(listen_fd_, 4096) != 0) {
       return absl::InternalError(absl::StrCat("listen ", ep.text, ": ", strerror(errno)));
