@@ -24,7 +24,7 @@
 // kFreeSegmentsMax reclaimed segments are recycled instead: renamed to "<n>.seg.free" with their
 // bytes left in them, and the next spare is renamed from there (RENAME_NOREPLACE) instead of
 // being created and fallocated. Its blocks are written ones, so appending to it is an overwrite:
-// an fdatasync then has no unwritten extent to convert and commits no journal transaction
+// a synchronous write then has no unwritten extent to convert (no extent metadata to write)
 // (measured at 6,000 msg/s open loop: p50 0.73 ms instead of 0.90, p99 2.4-3.0 ms instead of
 // 3.5-8.7). The old records cannot be mistaken for new ones (FORMAT.md, "Recycled segments"):
 // they carry the old segment's salt, the new header says the segment is recycled, and a file
