@@ -75,6 +75,16 @@ class ShardSpoolTest : public ::testing::Test {
     }
   }
 
+  // Journals every recipient of the durable messages as delivered, but for the last `keep`.
+  void DeliverAllBut(size_t keep) {
+    for (size_t i = 0; i + keep < durable_.size(); ++i) {
+      for (uint32_t r = 0; r < durable_[i].recipients; ++r) {
+        shard_spool_->StageOutcome({durable_[i].sequence, durable_[i].queue_id, r,
+                                    queue::Outcome::kDelivered, 1, "250 2.0.0 ok"});
+      }
+    }
+  }
+
   std::vector<std::string> Files(const queue::SpoolOptions& options) {
     std::vector<std::string> out;
     for (const auto& e : std::filesystem::directory_iterator(options.directory)) {
@@ -137,12 +147,7 @@ TEST_F(ShardSpoolTest, ReclaimUnlinksOnTheRingAndAnEmptySpoolHoldsNoFile) {
   Submit(20, 3000);
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
   ASSERT_GT(Files(options).size(), 2u);
-  for (const Durable& d : durable_) {
-    for (uint32_t r = 0; r < d.recipients; ++r) {
-      shard_spool_->StageOutcome(
-          {d.sequence, d.queue_id, r, queue::Outcome::kDelivered, 1, "250 2.0.0 ok"});
-    }
-  }
+  DeliverAllBut(0);
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   ASSERT_EQ(shard_spool_->spool().index().pending_messages(), 0u);
 
@@ -173,12 +178,7 @@ TEST_F(ShardSpoolTest, ABurstAfterTheSpoolDrainedTakesTheRecycledFiles) {
   Start(options);
   Submit(20, 3000);
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
-  for (const Durable& d : durable_) {
-    for (uint32_t r = 0; r < d.recipients; ++r) {
-      shard_spool_->StageOutcome(
-          {d.sequence, d.queue_id, r, queue::Outcome::kDelivered, 1, "250 2.0.0 ok"});
-    }
-  }
+  DeliverAllBut(0);
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   shard_spool_->Reclaim();  // default linger: longer than this test
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
@@ -204,12 +204,7 @@ void ShardSpoolTest::RecycleWhileTrafficContinues(uint64_t segment_bytes, size_t
   Submit(20, first_bytes);
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
   // Every message final but the last: the current segment stays, the older ones go.
-  for (size_t i = 0; i + 1 < durable_.size(); ++i) {
-    for (uint32_t r = 0; r < durable_[i].recipients; ++r) {
-      shard_spool_->StageOutcome({durable_[i].sequence, durable_[i].queue_id, r,
-                                  queue::Outcome::kDelivered, 1, "250 2.0.0 ok"});
-    }
-  }
+  DeliverAllBut(1);
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   shard_spool_->Reclaim();
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle() && !shard_spool_->spool().index().HasRemoved(); }));
@@ -271,12 +266,7 @@ TEST_F(ShardSpoolTest, ARecycledSpareWhoseFirstBatchNeverLandedIsUnused) {
   Start(options);
   Submit(20, 3000);
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
-  for (size_t i = 0; i + 1 < durable_.size(); ++i) {
-    for (uint32_t r = 0; r < durable_[i].recipients; ++r) {
-      shard_spool_->StageOutcome({durable_[i].sequence, durable_[i].queue_id, r,
-                                  queue::Outcome::kDelivered, 1, "250 2.0.0 ok"});
-    }
-  }
+  DeliverAllBut(1);
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   shard_spool_->Reclaim();
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
