@@ -609,6 +609,14 @@ void Spool::OnCommitDone(int result) {
       results_.push_back({p.sequence, err});
     }
     batch_records_.clear();
+    if (segment_.direct && err == EINVAL && !direct_refused_) {
+      // The file system took O_DIRECT on the fd but refused the write: the next segments go
+      // through the page cache, rather than every batch failing the same way.
+      direct_refused_ = true;
+      log::Warning("spool: shard %d: an O_DIRECT write was refused; segments are written "
+                   "through the page cache from now on",
+                   options_.shard);
+    }
     CloseSegment();
     return;
   }

@@ -610,6 +610,38 @@ TEST_F(SpoolTest, DirectIoKeepsTheFormatOfThePageCachePath) {
   EXPECT_EQ(ends[0], ends[1]);
 }
 
+// A file system that accepts O_DIRECT on the fd but refuses the write (EINVAL) must not fail
+// every later batch too: the batch fails, and the next segments use the page cache. Other
+// errors (ENOSPC) keep O_DIRECT.
+TEST_F(SpoolTest, RefusedDirectWriteFallsBackToThePageCache) {
+  SpoolOptions options = Options();
+  options.direct_io = true;
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  const std::string content = MakeContent("d@example", 700);
+  for (int err : {ENOSPC, EINVAL}) {
+    spool->Stage(MakeEnvelope(spool->NewQueueId()), content);
+    const CommitBatch* batch = spool->PrepareCommit();
+    ASSERT_NE(batch, nullptr);
+    EXPECT_TRUE(spool->direct_io_active());
+    spool->OnCommitDone(-err);
+  }
+  const std::string id = spool->NewQueueId();
+  spool->Stage(MakeEnvelope(id), content);
+  BlockingCommitter::CommitAll(*spool);
+  EXPECT_FALSE(spool->direct_io_active());
+  std::vector<TicketResult> results;
+  spool->TakeResults(&results);
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0].error, ENOSPC);
+  EXPECT_EQ(results[1].error, EINVAL);
+  EXPECT_EQ(results[2].error, 0);
+  spool.reset();
+  spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  EXPECT_NE(spool->index().Find(id), nullptr);
+}
+
 TEST_F(SpoolTest, UnusedSegmentsAreRemovedSilentlyAtRecovery) {
   SpoolOptions options = Options();
   std::unique_ptr<Spool> spool = OpenSpool(options);
