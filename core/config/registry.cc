@@ -26,6 +26,9 @@ constexpr ParamSpec kParams[] = {
     {"bounce_size_limit", T::kInteger, "50000"},
     {"compatibility_level", T::kString, "3.6", 's', 0, "",
      "Postfix: 0; moat always behaves as Postfix at level 3.6"},
+    {"default_destination_concurrency_failed_cohort_limit", T::kInteger, "1", 's', 0, "",
+     "moat counts a pseudo-cohort as initial_destination_concurrency deliveries (at most the "
+     "per-shard concurrency limit) per shard; Postfix uses its feedback window"},
     {"default_destination_concurrency_limit", T::kInteger, "20", 's', 1},
     {"default_destination_recipient_limit", T::kInteger, "50", 's', 1},
     {"default_transport", T::kString, "smtp"},
@@ -35,6 +38,7 @@ constexpr ParamSpec kParams[] = {
     {"header_size_limit", T::kInteger, "102400", 's', 1},
     {"inet_interfaces", T::kList, "all"},
     {"inet_protocols", T::kList, "all", 's', 0, "all|ipv4|ipv6"},
+    {"initial_destination_concurrency", T::kInteger, "5", 's', 1},
     {"invalid_hostname_reject_code", T::kInteger, "501", 's', 400},
     {"line_length_limit", T::kInteger, "2048", 's', 1},
     {"local_recipient_maps", T::kTableList, "", 's', 0, "",

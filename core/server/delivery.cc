@@ -103,6 +103,14 @@ DeliverySettings MakeDeliverySettings(const config::Config& c, int shard_count) 
       static_cast<int>(c.Int("default_destination_recipient_limit"));
   q.destination_recipient_limit["relay"] =
       static_cast<int>(c.Int("relay_destination_recipient_limit"));
+  // A destination is dead after this many connection or handshake failures in a row on a
+  // shard: Postfix's failed pseudo-cohorts, a pseudo-cohort being as many deliveries as the
+  // destination's concurrency (man 5 postconf), here its initial concurrency. 0: never.
+  const int cohort = static_cast<int>(c.Int("default_destination_concurrency_failed_cohort_limit"));
+  const int window = std::min(static_cast<int>(c.Int("initial_destination_concurrency")),
+                              sched::PerShardLimit(q.default_destination_concurrency_limit,
+                                                   shard_count));
+  q.destination_failure_limit = cohort * std::max(1, window);
   q.minimal_backoff_time = c.Time("minimal_backoff_time");
   q.maximal_backoff_time = c.Time("maximal_backoff_time");
   q.maximal_queue_lifetime = c.Time("maximal_queue_lifetime");

@@ -105,7 +105,7 @@ Scheduler::Scheduler(SchedulerConfig config) : config_(std::move(config)) {
     config_.maximal_backoff_time = config_.minimal_backoff_time;
   }
   config_.active_message_limit = std::max<size_t>(1, config_.active_message_limit);
-  config_.destination_failure_limit = std::max(1, config_.destination_failure_limit);
+  config_.destination_failure_limit = std::max(0, config_.destination_failure_limit);
 }
 Scheduler::~Scheduler() = default;
 
@@ -341,7 +341,8 @@ void Scheduler::OnResult(uint64_t job_id, const std::vector<RecipientResult>& re
       });
   if (all_site_failures) {
     ++d.consecutive_failures;
-    if (d.consecutive_failures >= config_.destination_failure_limit && d.dead_until <= now) {
+    if (config_.destination_failure_limit > 0 &&
+        d.consecutive_failures >= config_.destination_failure_limit && d.dead_until <= now) {
       d.dead_until = now + config_.minimal_backoff_time;
       d.dead_result = results.front();
       log::Info("destination %s is dead for %s: %s", d.key,

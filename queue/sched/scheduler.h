@@ -71,8 +71,8 @@ struct SchedulerConfig {
   absl::Duration bounce_queue_lifetime = absl::Hours(24 * 5);
   absl::Duration queue_run_delay = absl::Seconds(300);
   absl::Duration delay_warning_time = absl::ZeroDuration();  // 0: no delay warnings
-  // Connection-level failures in a row that make a destination dead
-  // (destination_concurrency_failed_cohort_limit).
+  // Connection-level failures in a row that make a destination dead; 0: never
+  // (default_destination_concurrency_failed_cohort_limit x initial_destination_concurrency).
   int destination_failure_limit = 1;
   size_t active_message_limit = 20000;  // qmgr_message_active_limit
 };

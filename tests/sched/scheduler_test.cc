@@ -314,6 +314,23 @@ TEST(SchedulerTest, FailureLimitAboveOneNeedsConsecutiveFailures) {
   EXPECT_FALSE(s.IsDead(jobs[0].destination, kT0));
 }
 
+// default_destination_concurrency_failed_cohort_limit = 0 (Postfix: "Specify zero to disable
+// this feature"): connection failures defer the message, never the whole destination.
+TEST(SchedulerTest, FailureLimitZeroNeverMarksADestinationDead) {
+  SchedulerConfig c;
+  c.destination_failure_limit = 0;
+  Scheduler s(c);
+  for (const char* id : {"M1", "M2", "M3"}) {
+    ASSERT_TRUE(s.Enqueue(Msg(id, {Rcpt("u@a")}), kT0).ok());
+  }
+  auto jobs = Drain(s, kT0);
+  ASSERT_EQ(jobs.size(), 3u);
+  for (const auto& job : jobs) {
+    s.OnResult(job.id, All(job, Deferred(true)), kT0);
+    EXPECT_FALSE(s.IsDead(job.destination, kT0));
+  }
+}
+
 TEST(SchedulerTest, FlushMakesEverythingDueAndRevivesDestinations) {
   SchedulerConfig c;
   c.queue_run_delay = absl::Hours(1);
