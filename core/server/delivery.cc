@@ -110,7 +110,7 @@ DeliverySettings MakeDeliverySettings(const config::Config& c, int shard_count) 
   const int window = std::min(static_cast<int>(c.Int("initial_destination_concurrency")),
                               sched::PerShardLimit(q.default_destination_concurrency_limit,
                                                    shard_count));
-  q.destination_failure_limit = cohort * std::max(1, window);
+  q.destination_failure_limit = cohort * window;  // both at least 1 (registry minimums)
   q.minimal_backoff_time = c.Time("minimal_backoff_time");
   q.maximal_backoff_time = c.Time("maximal_backoff_time");
   q.maximal_queue_lifetime = c.Time("maximal_queue_lifetime");

@@ -7,10 +7,11 @@
 // Group commit: at the end of every loop turn (a reactor turn hook), when no commit is in
 // flight and something is staged, the whole staged batch goes out as one writev + one
 // fdatasync, linked on the ring, or, for an O_DIRECT segment, as one write with RWF_DSYNC
-// (plus an fsync of the spool directory when the batch opens a new segment file). Messages staged while that fdatasync runs form the next batch. A
-// session's "250 2.0.0 Ok: queued as ID" is released only from the completion of the
-// fdatasync that covers its message (SmtpSession::OnQueued); a failed write or sync fails
-// every message of its batch (451 4.3.0, or 452 4.3.1 for ENOSPC).
+// (plus an fsync of the spool directory when the batch opens a new segment file). Messages
+// staged while that commit runs form the next batch. A session's "250 2.0.0 Ok: queued as
+// ID" is released only from the completion of the sync that covers its message
+// (SmtpSession::OnQueued); a failed write or sync fails every message of its batch (451 4.3.0,
+// or 452 4.3.1 for ENOSPC).
 //
 // Segment files never block the shard either: the spool's inline creation is off, and a new
 // segment is made on the ring (openat O_EXCL, then fallocate) when the current one is half full,

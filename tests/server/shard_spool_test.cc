@@ -85,6 +85,18 @@ class ShardSpoolTest : public ::testing::Test {
     }
   }
 
+  // Every durable message final but the last, then a reclaim, run to its end (the reclaimed
+  // segments' index entries included): the current segment stays, the older ones go.
+  bool ReclaimAllButTheLast() {
+    DeliverAllBut(1);
+    if (!RunUntil([&] { return shard_spool_->Idle(); })) {
+      return false;
+    }
+    shard_spool_->Reclaim();
+    return RunUntil(
+        [&] { return shard_spool_->Idle() && !shard_spool_->spool().index().HasRemoved(); });
+  }
+
   std::vector<std::string> Files(const queue::SpoolOptions& options) {
     std::vector<std::string> out;
     for (const auto& e : std::filesystem::directory_iterator(options.directory)) {
@@ -203,11 +215,7 @@ void ShardSpoolTest::RecycleWhileTrafficContinues(uint64_t segment_bytes, size_t
   Start(options);
   Submit(20, first_bytes);
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
-  // Every message final but the last: the current segment stays, the older ones go.
-  DeliverAllBut(1);
-  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
-  shard_spool_->Reclaim();
-  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle() && !shard_spool_->spool().index().HasRemoved(); }));
+  ASSERT_TRUE(ReclaimAllButTheLast());
   ASSERT_GE(shard_spool_->segments_reclaimed(), ShardSpool::kFreeSegmentsMax);
   EXPECT_EQ(shard_spool_->free_segments(), ShardSpool::kFreeSegmentsMax);
   std::vector<std::string> free;
@@ -266,10 +274,7 @@ TEST_F(ShardSpoolTest, ARecycledSpareWhoseFirstBatchNeverLandedIsUnused) {
   Start(options);
   Submit(20, 3000);
   ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
-  DeliverAllBut(1);
-  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
-  shard_spool_->Reclaim();
-  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  ASSERT_TRUE(ReclaimAllButTheLast());
   ASSERT_EQ(shard_spool_->free_segments(), ShardSpool::kFreeSegmentsMax);
   const std::string spare = shard_spool_->spool().SegmentPath(1000);
   Stop();
