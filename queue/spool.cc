@@ -712,14 +712,14 @@ absl::StatusOr<std::string> Spool::DecodeContent(const QueuedMessage& message,
   return std::string(content);
 }
 
-std::vector<std::string> Spool::TakeReclaimableSegments() {
+std::vector<std::string> Spool::TakeReclaimableSegments(bool include_current) {
   std::vector<std::string> paths;
   if (options_.read_only) {
     return paths;
   }
   // The current segment too, when nothing is staged or in flight: an idle relay with an empty
   // queue then holds no segment at all, and the next message opens a new one.
-  const bool busy = in_flight_ || !pending_.empty();
+  const bool busy = in_flight_ || !pending_.empty() || !include_current;
   std::vector<uint64_t> segments =
       index_.ReclaimableSegments(segment_.sealed || !busy ? 0 : segment_.number);
   bool current_gone = false;

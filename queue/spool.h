@@ -214,7 +214,9 @@ class Spool {
   // The non-blocking half of ReclaimSegments(): forgets the reclaimable segments (and an unused
   // spare once the spool is empty) and returns their paths, oldest first, for the driver to
   // unlink in that order and then fsync the directory (the shard does both on its ring).
-  std::vector<std::string> TakeReclaimableSegments();
+  // `include_current` false: the current segment stays even when it is idle and final (a relay
+  // under load reclaims behind itself without closing the segment it writes to).
+  std::vector<std::string> TakeReclaimableSegments(bool include_current = true);
 
  private:
   struct Pending {

@@ -1143,17 +1143,30 @@ void DeliveryPipeline::Retire(OutboundConnection* connection) {
 }
 
 void DeliveryPipeline::MaybeReclaim() {
-  // Deleting fully delivered segments: unlinks on the ring (never blocks), at most every few
-  // seconds, and only after messages became final.
-  const absl::Time now = absl::Now();
+  // Segments whose every message is final go on the ring (never blocks): recycled, up to
+  // ShardSpool::kFreeSegmentsMax, else unlinked.
+  // - Under load, the segments behind the current one go as soon as they are final, at most
+  //   every kBusyReclaimInterval, so the next spare is a recycled file (an overwrite) rather
+  //   than a new one whose every sync converts extents. Before, reclaim waited for an idle
+  //   spool: a busy shard wrote every segment of a burst as a new file.
+  // - The current segment goes too once the spool is idle, at most every 5 s: an idle relay
+  //   with an empty queue holds no segment.
   // Not while content is read back: its segment must stay until the read has it open.
-  if (!reclaim_due_ || now - last_reclaim_ < absl::Seconds(5) || !spool_.Idle() ||
-      !loads_.empty()) {
+  if (!reclaim_due_ || !loads_.empty() || spool_.reclaim_in_flight()) {
     return;
   }
-  reclaim_due_ = false;
-  last_reclaim_ = now;
-  spool_.Reclaim();  // unlinks on the ring; logs what it removed
+  const absl::Time now = absl::Now();
+  if (spool_.Idle() && now - last_reclaim_ >= absl::Seconds(5)) {
+    reclaim_due_ = false;
+    last_reclaim_ = now;
+    spool_.Reclaim(/*include_current=*/true);  // logs what it removed
+    return;
+  }
+  if (now - last_busy_reclaim_ >= kBusyReclaimInterval) {
+    // reclaim_due_ stays: the current segment's turn comes when the spool is idle.
+    last_busy_reclaim_ = now;
+    spool_.Reclaim(/*include_current=*/false);
+  }
 }
 
 void DeliveryPipeline::Stop() {

@@ -181,7 +181,9 @@ class DeliveryPipeline final : public ShardQueueOps {
   absl::flat_hash_map<std::string, std::vector<sched::DsnRequest>> pending_notices_;
   uint64_t content_bytes_ = 0;
   uint64_t content_reads_ = 0;
-  absl::Time last_reclaim_ = absl::InfinitePast();
+  absl::Time last_reclaim_ = absl::InfinitePast();       // of the idle reclaim (current too)
+  absl::Time last_busy_reclaim_ = absl::InfinitePast();  // of segments behind the current one
+  static constexpr absl::Duration kBusyReclaimInterval = absl::Milliseconds(100);
   bool reclaim_due_ = false;
   uint64_t delivered_ = 0;
   uint64_t deferred_ = 0;

@@ -283,11 +283,11 @@ void ShardSpool::AdoptSpare(absl::StatusOr<int> fd) {
   reactor_->RequestTurn();  // the waiting batch goes out (or the next number is asked for)
 }
 
-void ShardSpool::Reclaim() {
+void ShardSpool::Reclaim(bool include_current) {
   if (reclaim_in_flight_ || reactor_ == nullptr) {
     return;
   }
-  reclaim_paths_ = spool_->TakeReclaimableSegments();
+  reclaim_paths_ = spool_->TakeReclaimableSegments(include_current);
   reclaim_extra_ = 0;
   releasing_free_ = false;
   StartReclaim();

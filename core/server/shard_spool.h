@@ -97,7 +97,9 @@ class ShardSpool final : public net::MessageSink {
 
   // Starts reclaiming the segments whose every message is final (Spool::
   // TakeReclaimableSegments()), unless a reclaim is still running. Shard thread; never blocks.
-  void Reclaim();
+  // `include_current` false: under load, the segment being written stays open (see there).
+  void Reclaim(bool include_current = true);
+  bool reclaim_in_flight() const { return reclaim_in_flight_; }
   // How long a drained spool keeps its recycled segments for the next burst before it unlinks
   // them too (default kFreeSegmentsLinger).
   void set_free_segments_linger(absl::Duration linger) { free_segments_linger_ = linger; }

@@ -185,6 +185,45 @@ TEST_F(ShardSpoolTest, ReclaimUnlinksOnTheRingAndAnEmptySpoolHoldsNoFile) {
   Stop();
 }
 
+// Under load the delivery side reclaims without the current segment (Reclaim(false)): the
+// segments behind it go (recycled), the one being written stays open and takes the next
+// batches, even when every message in it is final.
+TEST_F(ShardSpoolTest, AReclaimUnderLoadKeepsTheCurrentSegment) {
+  queue::SpoolOptions options = Options();
+  Start(options);
+  Submit(20, 3000);
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
+  DeliverAllBut(0);
+  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  ASSERT_EQ(shard_spool_->spool().index().pending_messages(), 0u);
+  const uint64_t current = shard_spool_->spool().current_segment();
+  const std::string current_path = shard_spool_->spool().SegmentPath(current);
+
+  shard_spool_->Reclaim(/*include_current=*/false);
+  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  EXPECT_GE(shard_spool_->segments_reclaimed(), ShardSpool::kFreeSegmentsMax);
+  EXPECT_EQ(shard_spool_->free_segments(), ShardSpool::kFreeSegmentsMax);
+  EXPECT_TRUE(std::filesystem::exists(current_path));
+  for (const std::string& f : Files(options)) {
+    EXPECT_TRUE(f == current_path || f.ends_with(".seg.free") ||
+                f == shard_spool_->spool().SegmentPath(current + 1))
+        << f << ": only the current segment, its spare and the recycled files stay";
+  }
+  // The next message goes into the same segment: it was not sealed.
+  Submit(1, 500);
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
+  EXPECT_EQ(shard_spool_->spool().current_segment(), current);
+  EXPECT_EQ(shard_spool_->spool().index().Find(ids_.back())->location.segment, current);
+
+  // The same reclaim with the current segment included (the idle spool's) closes it.
+  DeliverAllBut(0);
+  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  shard_spool_->Reclaim(/*include_current=*/true);
+  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  EXPECT_FALSE(std::filesystem::exists(current_path));
+  Stop();
+}
+
 TEST_F(ShardSpoolTest, ABurstAfterTheSpoolDrainedTakesTheRecycledFiles) {
   queue::SpoolOptions options = Options();
   Start(options);
