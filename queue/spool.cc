@@ -11,6 +11,10 @@
 #include <filesystem>
 #include <utility>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -43,6 +47,40 @@ bool ParseSegmentName(std::string_view name, uint64_t* number) {
   }
   *number = *v;
   return true;
+}
+
+// Copies into the O_DIRECT buffer with non-temporal stores where the CPU has them (SSE2, every
+// x86-64). The device reads that buffer by DMA right after, so its lines are of no use in this
+// CPU's cache; and rewriting lines a DMA has just read costs a read-for-ownership miss each
+// (under a hypervisor the device is another core): a perf profile of W3 (100 KB messages) put
+// 15% of the shard's CPU in this copy with memcpy. REQUIRES: StreamFence() before the write.
+void StreamCopy(char* dst, const char* src, size_t n) {
+#if defined(__SSE2__)
+  constexpr size_t kLine = 64;
+  const size_t head = std::min(n, (kLine - reinterpret_cast<uintptr_t>(dst) % kLine) % kLine);
+  memcpy(dst, src, head);
+  dst += head;
+  src += head;
+  n -= head;
+  for (; n >= kLine; n -= kLine, dst += kLine, src += kLine) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16));
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 32));
+    const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + 48), d);
+  }
+#endif
+  memcpy(dst, src, n);
+}
+
+// Orders the streaming stores before the write that hands the buffer to the device.
+void StreamFence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
 }
 
 int64_t NowUnixMicros() {
@@ -579,10 +617,11 @@ void Spool::CopyBatchForDirectIo() {
   }
   char* out = direct_buffer_.get() + tail;
   for (const iovec& v : batch_.iov) {
-    memcpy(out, v.iov_base, v.iov_len);
+    StreamCopy(out, static_cast<const char*>(v.iov_base), v.iov_len);
     out += v.iov_len;
   }
   memset(out, 0, static_cast<size_t>(direct_buffer_.get() + padded - out));
+  StreamFence();
   batch_.iov.assign(1, iovec{direct_buffer_.get(), static_cast<size_t>(padded)});
   batch_.offset = segment_.offset - tail;
   batch_.bytes = padded;
