@@ -131,6 +131,9 @@ std::string FormatStats(const DaemonStats& s) {
   line("connections_refused", s.connections_refused);
   line("messages_accepted", s.messages_accepted);
   line("spool_commits", s.spool_commits);
+  line("spool_segments_created", s.spool_segments_created);
+  line("spool_segments_recycled", s.spool_segments_recycled);
+  line("spool_segments_reclaimed", s.spool_segments_reclaimed);
   line("queue_messages", s.queue_messages);
   line("recipients_delivered", s.delivered);
   line("recipients_deferred", s.deferred);

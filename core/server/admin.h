@@ -51,6 +51,11 @@ struct DaemonStats {
   uint64_t connections_refused = 0;
   uint64_t messages_accepted = 0;
   uint64_t spool_commits = 0;
+  // Segment files: made new (open + fallocate), reused after a reclaim (overwrites, no extent
+  // conversion), and reclaimed (recycled or unlinked) once every message in them was final.
+  uint64_t spool_segments_created = 0;
+  uint64_t spool_segments_recycled = 0;
+  uint64_t spool_segments_reclaimed = 0;
   uint64_t queue_messages = 0;  // messages with recipients not yet final
   uint64_t delivered = 0;
   uint64_t deferred = 0;

@@ -466,6 +466,9 @@ ControlReply HandleAdmin(reactor::ShardGroup& group,
         DaemonStats d;
         d.messages_accepted = rt.spool->committed_messages();
         d.spool_commits = rt.spool->commits();
+        d.spool_segments_created = rt.spool->segments_created();
+        d.spool_segments_recycled = rt.spool->segments_recycled();
+        d.spool_segments_reclaimed = rt.spool->segments_reclaimed();
         d.queue_messages = rt.spool->spool().index().pending_messages();
         if (rt.queue_ops != nullptr) {
           rt.queue_ops->AddCounters(&d);
@@ -475,6 +478,9 @@ ControlReply HandleAdmin(reactor::ShardGroup& group,
       for (const DaemonStats& d : parts) {
         stats.messages_accepted += d.messages_accepted;
         stats.spool_commits += d.spool_commits;
+        stats.spool_segments_created += d.spool_segments_created;
+        stats.spool_segments_recycled += d.spool_segments_recycled;
+        stats.spool_segments_reclaimed += d.spool_segments_reclaimed;
         stats.queue_messages += d.queue_messages;
         stats.delivered += d.delivered;
         stats.deferred += d.deferred;

@@ -360,6 +360,10 @@ TEST_F(ServeTest, QueueListShowsWhatIsSpooled) {
   auto stats = testing::RunMoat({"stats", "-c", dir_.path()});
   EXPECT_EQ(stats.exit_code, 0) << stats.err;
   EXPECT_NE(stats.out.find("messages_accepted: 1"), std::string::npos) << stats.out;
+  // The one message went into a segment made for it; nothing was final, nothing reclaimed.
+  EXPECT_NE(stats.out.find("spool_segments_created: 1\n"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("spool_segments_recycled: 0\n"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("spool_segments_reclaimed: 0\n"), std::string::npos) << stats.out;
 }
 
 }  // namespace
