@@ -85,6 +85,17 @@ class ShardSpoolTest : public ::testing::Test {
     }
   }
 
+  // 20 messages over several segments, all durable and then all final, the spool idle.
+  bool FillAndDeliverAll(const queue::SpoolOptions& options) {
+    Start(options);
+    Submit(20, 3000);
+    if (!RunUntil([&] { return durable_.size() == ids_.size(); })) {
+      return false;
+    }
+    DeliverAllBut(0);
+    return RunUntil([&] { return shard_spool_->Idle(); });
+  }
+
   // Every durable message final but the last, then a reclaim, run to its end (the reclaimed
   // segments' index entries included): the current segment stays, the older ones go.
   bool ReclaimAllButTheLast() {
@@ -155,12 +166,8 @@ TEST_F(ShardSpoolTest, SegmentsAreMadeOnTheRingAndEveryMessageIsRecovered) {
 
 TEST_F(ShardSpoolTest, ReclaimUnlinksOnTheRingAndAnEmptySpoolHoldsNoFile) {
   queue::SpoolOptions options = Options();
-  Start(options);
-  Submit(20, 3000);
-  ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
+  ASSERT_TRUE(FillAndDeliverAll(options));
   ASSERT_GT(Files(options).size(), 2u);
-  DeliverAllBut(0);
-  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   ASSERT_EQ(shard_spool_->spool().index().pending_messages(), 0u);
 
   shard_spool_->set_free_segments_linger(absl::Milliseconds(300));
@@ -190,11 +197,7 @@ TEST_F(ShardSpoolTest, ReclaimUnlinksOnTheRingAndAnEmptySpoolHoldsNoFile) {
 // batches, even when every message in it is final.
 TEST_F(ShardSpoolTest, AReclaimUnderLoadKeepsTheCurrentSegment) {
   queue::SpoolOptions options = Options();
-  Start(options);
-  Submit(20, 3000);
-  ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
-  DeliverAllBut(0);
-  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  ASSERT_TRUE(FillAndDeliverAll(options));
   ASSERT_EQ(shard_spool_->spool().index().pending_messages(), 0u);
   const uint64_t current = shard_spool_->spool().current_segment();
   const std::string current_path = shard_spool_->spool().SegmentPath(current);
@@ -226,11 +229,7 @@ TEST_F(ShardSpoolTest, AReclaimUnderLoadKeepsTheCurrentSegment) {
 
 TEST_F(ShardSpoolTest, ABurstAfterTheSpoolDrainedTakesTheRecycledFiles) {
   queue::SpoolOptions options = Options();
-  Start(options);
-  Submit(20, 3000);
-  ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); }));
-  DeliverAllBut(0);
-  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  ASSERT_TRUE(FillAndDeliverAll(options));
   shard_spool_->Reclaim();  // default linger: longer than this test
   ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
   ASSERT_EQ(shard_spool_->free_segments(), ShardSpool::kFreeSegmentsMax);
