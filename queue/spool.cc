@@ -337,6 +337,9 @@ Ticket Spool::Enqueue(Pending&& p) {
     results_.push_back({p.sequence, EFBIG});
     return ticket;
   }
+  if (p.type == RecordType::kMessage) {
+    ++pending_messages_;
+  }
   pending_.push_back(std::move(p));
   return ticket;
 }
@@ -496,6 +499,7 @@ void Spool::FailPending(const absl::Status& status) {
     results_.push_back({p.sequence, err});
   }
   pending_.clear();
+  pending_messages_ = 0;
 }
 
 const CommitBatch* Spool::PrepareCommit() {
@@ -532,6 +536,9 @@ const CommitBatch* Spool::PrepareCommit() {
                                     batch_.bytes + bytes > options_.batch_bytes_max ||
                                     batch_records_.size() >= options_.batch_records_max)) {
       break;
+    }
+    if (pending_.front().type == RecordType::kMessage) {
+      --pending_messages_;
     }
     batch_records_.push_back(std::move(pending_.front()));
     pending_.pop_front();

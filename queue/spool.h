@@ -135,6 +135,9 @@ class Spool {
   Ticket StageOutcome(const OutcomeRecord& outcome);
 
   bool HasPending() const { return !pending_.empty(); }
+  // Staged messages (not counting journal records): a driver may let a journal-only batch wait
+  // for the next message batch (core/server/shard_spool.h).
+  bool HasPendingMessages() const { return pending_messages_ > 0; }
   bool CommitInFlight() const { return in_flight_; }
 
   // The next batch, or nullptr when nothing is staged or a commit is in flight. When no segment
@@ -285,6 +288,7 @@ class Spool {
   absl::flat_hash_map<uint64_t, uint64_t> salts_;  // segment number -> salt
   // alloc: staged records; bounded by the sessions waiting for their 250 on this shard.
   std::deque<Pending> pending_;
+  size_t pending_messages_ = 0;  // the kMessage records in pending_
   std::vector<Pending> batch_records_;  // the records of the batch in flight
   CommitBatch batch_;
   bool in_flight_ = false;

@@ -51,6 +51,7 @@ struct DaemonStats {
   uint64_t connections_refused = 0;
   uint64_t messages_accepted = 0;
   uint64_t spool_commits = 0;
+  uint64_t spool_journal_commits = 0;  // of those, commits of journal records only
   // Segment files: made new (open + fallocate), reused after a reclaim (overwrites, no extent
   // conversion), and reclaimed (recycled or unlinked) once every message in them was final.
   uint64_t spool_segments_created = 0;

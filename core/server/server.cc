@@ -466,6 +466,7 @@ ControlReply HandleAdmin(reactor::ShardGroup& group,
         DaemonStats d;
         d.messages_accepted = rt.spool->committed_messages();
         d.spool_commits = rt.spool->commits();
+        d.spool_journal_commits = rt.spool->journal_only_commits();
         d.spool_segments_created = rt.spool->segments_created();
         d.spool_segments_recycled = rt.spool->segments_recycled();
         d.spool_segments_reclaimed = rt.spool->segments_reclaimed();
@@ -478,6 +479,7 @@ ControlReply HandleAdmin(reactor::ShardGroup& group,
       for (const DaemonStats& d : parts) {
         stats.messages_accepted += d.messages_accepted;
         stats.spool_commits += d.spool_commits;
+        stats.spool_journal_commits += d.spool_journal_commits;
         stats.spool_segments_created += d.spool_segments_created;
         stats.spool_segments_recycled += d.spool_segments_recycled;
         stats.spool_segments_reclaimed += d.spool_segments_reclaimed;
@@ -683,6 +685,7 @@ int Serve(const ServeOptions& options) {
     // connections told QUIT (bounded by the shard's barrier_wait_max).
     shard.SetShutdownBarrier([&rt] {
       rt.delivery->Stop();
+      rt.spool->FlushJournal();  // journal records wait no more (ShardSpool, "Journal batches")
       return rt.spool->Idle() && rt.delivery->Idle();
     });
   };

@@ -134,6 +134,15 @@ void ShardSpool::StageOutcome(const queue::OutcomeRecord& outcome) {
   }
 }
 
+void ShardSpool::FlushJournal() {
+  if (!flush_journal_) {
+    flush_journal_ = true;
+    if (reactor_ != nullptr) {
+      reactor_->RequestTurn();
+    }
+  }
+}
+
 void ShardSpool::Abandon(std::string_view /*queue_id*/) {
   // Nothing was staged for a transaction that never reached Submit().
 }
@@ -163,19 +172,41 @@ void ShardSpool::OnTurn() {
     reactor_->RequestTurn();
   }
   MaybePrepareSpare();
-  if (batch_ == nullptr && spool_->HasPending() && !spool_->NeedsSegment()) {
+  MaybeStartCommit();
+}
+
+void ShardSpool::MaybeStartCommit() {
+  if (batch_ != nullptr || !spool_->HasPending() || spool_->NeedsSegment()) {
+    return;
+  }
+  if (spool_->HasPendingMessages() || journal_due_ || flush_journal_ ||
+      journal_delay_ <= absl::ZeroDuration()) {
     StartCommit();
+    return;
+  }
+  if (!journal_waits_) {  // journal records only: wait for messages to ride with
+    journal_waits_ = true;
+    reactor_->ArmTimer(journal_timer_, journal_delay_);
   }
 }
 
 void ShardSpool::StartCommit() {
+  const bool journal_only = !spool_->HasPendingMessages();
   batch_ = spool_->PrepareCommit();
+  if (journal_waits_) {
+    journal_waits_ = false;
+    reactor_->CancelTimer(journal_timer_);
+  }
+  journal_due_ = false;  // what is staged later waits again
   if (batch_ == nullptr) {
     // Nothing to write, a new segment is still on its way, or no segment could be created (the
     // tickets failed already).
     DeliverResults();
     MaybePrepareSpare();
     return;
+  }
+  if (journal_only) {
+    ++journal_only_commits_;
   }
   write_error_ = 0;
   short_write_ = false;
@@ -508,9 +539,7 @@ void ShardSpool::FinishCommit(int result) {
   }
   DeliverResults();
   MaybePrepareSpare();  // the segment may be half full now
-  if (spool_->HasPending() && !spool_->NeedsSegment()) {
-    StartCommit();  // what was staged during this commit: the next group
-  }
+  MaybeStartCommit();   // what was staged during this commit: the next group
 }
 
 void ShardSpool::DeliverResults() {

@@ -13,6 +13,14 @@
 // (SmtpSession::OnQueued); a failed write or sync fails every message of its batch (451 4.3.0,
 // or 452 4.3.1 for ENOSPC).
 //
+// Journal batches: a delivery outcome (the journal) must become durable, but nobody waits for it:
+// at worst a crash before its commit delivers the message again (at-least-once, as after a
+// crash in the middle of a delivery). So journal records do not start a commit of their own
+// right away. They ride with the next batch of messages, or, when no message comes within
+// journal_delay() (10 ms), go out on their own. Measured in W1 (5 KB messages, 20 sessions, two
+// shards), 30% of the commits were journal-only before. Shutdown commits them at once
+// (FlushJournal()).
+//
 // Segment files never block the shard either: the spool's inline creation is off, and a new
 // segment is made on the ring (openat O_EXCL, then fallocate) when the current one is half full,
 // or when a batch waits for one (the first message after the spool emptied). Reclaiming fully
@@ -87,8 +95,14 @@ class ShardSpool final : public net::MessageSink {
 
   // A message the daemon makes itself (a bounce): staged like a session's, no one waits.
   void SubmitInternal(queue::MessageEnvelope envelope, std::string content);
-  // A delivery outcome for the journal: group-committed with the next batch.
+  // A delivery outcome for the journal: group-committed with the next batch of messages, or
+  // on its own once it has waited journal_delay() (see "Journal batches" above).
   void StageOutcome(const queue::OutcomeRecord& outcome);
+  // From now on every staged journal record is committed at once (the shutdown barrier).
+  void FlushJournal();
+  void set_journal_delay(absl::Duration delay) { journal_delay_ = delay; }
+  absl::Duration journal_delay() const { return journal_delay_; }
+  static constexpr absl::Duration kJournalDelay = absl::Milliseconds(10);
 
   // The session is going away (its connection closed), maybe before its answer: forget it. The
   // message itself still becomes durable (the client never saw a 250 and will retry: a
@@ -111,6 +125,7 @@ class ShardSpool final : public net::MessageSink {
 
   queue::Spool& spool() { return *spool_; }
   uint64_t commits() const { return commits_; }
+  uint64_t journal_only_commits() const { return journal_only_commits_; }
   uint64_t segments_created() const { return segments_created_; }
   uint64_t segments_reclaimed() const { return segments_reclaimed_; }
   uint64_t segments_recycled() const { return segments_recycled_; }
@@ -143,6 +158,7 @@ class ShardSpool final : public net::MessageSink {
   };
 
   void OnTurn();
+  void MaybeStartCommit();
   void StartCommit();
   void SubmitWriteAndSync();
   void OnDataDurable();
@@ -196,6 +212,18 @@ class ShardSpool final : public net::MessageSink {
   std::vector<std::string> free_paths_;
   absl::Duration free_segments_linger_ = kFreeSegmentsLinger;
   reactor::Timer release_timer_{[this] { ReleaseFreeSegments(); }};
+  // Journal batches: the journal records staged while no message is waiting go out when this
+  // timer fires (or with the next message, whichever comes first).
+  absl::Duration journal_delay_ = kJournalDelay;
+  bool journal_due_ = false;    // the timer fired: commit the journal records now
+  bool journal_waits_ = false;  // the timer is armed
+  bool flush_journal_ = false;  // shutdown: no more waiting
+  reactor::Timer journal_timer_{[this] {
+    journal_waits_ = false;
+    journal_due_ = true;
+    reactor_->RequestTurn();
+  }};
+  uint64_t journal_only_commits_ = 0;
   std::string recycle_to_;    // a ".seg.free" name (alive until the rename completes)
   std::string spare_from_;    // the free file being renamed to the spare
   bool spare_recycled_ = false;

@@ -164,6 +164,54 @@ TEST_F(ShardSpoolTest, SegmentsAreMadeOnTheRingAndEveryMessageIsRecovered) {
   EXPECT_EQ((*reopened)->recovery_stats().messages, ids_.size());
 }
 
+// Journal batches: an outcome alone does not start a commit; it rides with the next message, or
+// goes on its own after journal_delay(), or at once after FlushJournal() (shutdown).
+TEST_F(ShardSpoolTest, JournalRecordsRideWithTheNextMessages) {
+  Start(Options());
+  shard_spool_->set_journal_delay(absl::Hours(1));  // only messages or a flush commit it here
+  Submit(2, 3000);
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == 2 && shard_spool_->Idle(); }));
+  const uint64_t commits = shard_spool_->commits();
+  const queue::QueueIndex& index = shard_spool_->spool().index();
+  ASSERT_EQ(index.pending_messages(), 2u);
+
+  DeliverAllBut(1);  // the first message's outcome, staged
+  for (int i = 0; i < 20; ++i) {
+    reactor_->RunOnce(absl::Milliseconds(2));
+  }
+  EXPECT_EQ(shard_spool_->commits(), commits) << "a journal record alone waits";
+  EXPECT_FALSE(shard_spool_->Idle());
+  EXPECT_EQ(index.pending_messages(), 2u) << "not final before it is durable";
+
+  Submit(1, 3000);  // a message: the outcome goes with it, in the same batch
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == 3 && shard_spool_->Idle(); }));
+  EXPECT_EQ(shard_spool_->commits(), commits + 1);
+  EXPECT_EQ(shard_spool_->journal_only_commits(), 0u);
+  EXPECT_EQ(index.pending_messages(), 2u) << "the first final, the third pending";
+
+  // Shutdown does not wait for the delay.
+  for (uint32_t r = 0; r < durable_[1].recipients; ++r) {
+    shard_spool_->StageOutcome(
+        {durable_[1].sequence, durable_[1].queue_id, r, queue::Outcome::kDelivered, 1, "250 ok"});
+  }
+  shard_spool_->FlushJournal();
+  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  EXPECT_EQ(shard_spool_->commits(), commits + 2);
+  EXPECT_EQ(shard_spool_->journal_only_commits(), 1u);
+  EXPECT_EQ(index.pending_messages(), 1u);
+}
+
+TEST_F(ShardSpoolTest, JournalRecordsAloneGoOutAfterTheDelay) {
+  Start(Options());
+  shard_spool_->set_journal_delay(absl::Milliseconds(20));
+  Submit(1, 3000);
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == 1 && shard_spool_->Idle(); }));
+  DeliverAllBut(0);
+  ASSERT_TRUE(RunUntil([&] { return shard_spool_->Idle(); }));
+  EXPECT_EQ(shard_spool_->journal_only_commits(), 1u);
+  EXPECT_EQ(shard_spool_->spool().index().pending_messages(), 0u);
+}
+
 TEST_F(ShardSpoolTest, ReclaimUnlinksOnTheRingAndAnEmptySpoolHoldsNoFile) {
   queue::SpoolOptions options = Options();
   ASSERT_TRUE(FillAndDeliverAll(options));
