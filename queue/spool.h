@@ -138,6 +138,7 @@ class Spool {
   // Staged messages (not counting journal records): a driver may let a journal-only batch wait
   // for the next message batch (core/server/shard_spool.h).
   bool HasPendingMessages() const { return pending_messages_ > 0; }
+  size_t pending_message_count() const { return pending_messages_; }
   bool CommitInFlight() const { return in_flight_; }
 
   // The next batch, or nullptr when nothing is staged or a commit is in flight. When no segment

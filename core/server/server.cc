@@ -685,7 +685,7 @@ int Serve(const ServeOptions& options) {
     // connections told QUIT (bounded by the shard's barrier_wait_max).
     shard.SetShutdownBarrier([&rt] {
       rt.delivery->Stop();
-      rt.spool->FlushJournal();  // journal records wait no more (ShardSpool, "Journal batches")
+      rt.spool->Flush();  // nothing staged waits any more (ShardSpool: journal, commit delay)
       return rt.spool->Idle() && rt.delivery->Idle();
     });
   };

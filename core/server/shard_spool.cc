@@ -123,6 +123,7 @@ void ShardSpool::StageMessage(queue::MessageEnvelope envelope, Waiter w) {
   }
   waiters_.emplace(ticket.sequence, std::move(w));
   if (reactor_ != nullptr) {
+    CountArrival();
     reactor_->RequestTurn();  // the turn hook starts the commit in this very turn
   }
 }
@@ -134,9 +135,9 @@ void ShardSpool::StageOutcome(const queue::OutcomeRecord& outcome) {
   }
 }
 
-void ShardSpool::FlushJournal() {
-  if (!flush_journal_) {
-    flush_journal_ = true;
+void ShardSpool::Flush() {
+  if (!flushing_) {
+    flushing_ = true;
     if (reactor_ != nullptr) {
       reactor_->RequestTurn();
     }
@@ -161,7 +162,8 @@ void ShardSpool::Detach(const net::SmtpSession* session) {
 }
 
 bool ShardSpool::Idle() const {
-  return batch_ == nullptr && !spool_->HasPending() && !spare_in_flight_ && !reclaim_in_flight_;
+  return batch_ == nullptr && !spool_->HasPending() && !spare_in_flight_ && !reclaim_in_flight_ &&
+         !delay_armed_;
 }
 
 void ShardSpool::OnTurn() {
@@ -175,11 +177,52 @@ void ShardSpool::OnTurn() {
   MaybeStartCommit();
 }
 
+void ShardSpool::CountArrival() {
+  const int64_t now = reactor_->NowNs();
+  if (now - window_start_ns_ >= kRateWindowNs) {
+    last_window_messages_ = now - window_start_ns_ < 2 * kRateWindowNs ? window_messages_ : 0;
+    window_start_ns_ = now;
+    window_messages_ = 0;
+  }
+  ++window_messages_;
+}
+
+bool ShardSpool::HoldBatch() {
+  if (delay_over_ || flushing_ || commit_delay_ <= absl::ZeroDuration() ||
+      spool_->pending_message_count() >= kCommitBatchTarget) {
+    return false;
+  }
+  const int64_t delay_ns = absl::ToInt64Nanoseconds(commit_delay_);
+  const int64_t now = reactor_->NowNs();
+  // The rate of the last full window, if it is the one just before this one.
+  const uint64_t recent = now - window_start_ns_ < 2 * kRateWindowNs ? last_window_messages_ : 0;
+  if (static_cast<double>(recent) * static_cast<double>(delay_ns) <
+      2.0 * static_cast<double>(kRateWindowNs)) {
+    return false;  // fewer than two more messages expected within the delay
+  }
+  if (delay_armed_) {
+    // This batch waits already, or an earlier batch's cancelled timeout is still on the ring
+    // (then this one goes now rather than wait for that).
+    return delay_batch_ == batches_started_;
+  }
+  delay_armed_ = true;
+  delay_batch_ = batches_started_;
+  delay_ts_.tv_sec = delay_ns / 1'000'000'000;
+  delay_ts_.tv_nsec = delay_ns % 1'000'000'000;
+  io_uring_sqe* sqe = reactor_->GetSqe();
+  io_uring_prep_timeout(sqe, &delay_ts_, 0, 0);
+  io_uring_sqe_set_data(sqe, &delay_op_);
+  return true;
+}
+
 void ShardSpool::MaybeStartCommit() {
   if (batch_ != nullptr || !spool_->HasPending() || spool_->NeedsSegment()) {
     return;
   }
-  if (spool_->HasPendingMessages() || journal_due_ || flush_journal_ ||
+  if (spool_->HasPendingMessages() && HoldBatch()) {
+    return;
+  }
+  if (spool_->HasPendingMessages() || journal_due_ || flushing_ ||
       journal_delay_ <= absl::ZeroDuration()) {
     StartCommit();
     return;
@@ -198,6 +241,11 @@ void ShardSpool::StartCommit() {
     reactor_->CancelTimer(journal_timer_);
   }
   journal_due_ = false;  // what is staged later waits again
+  delay_over_ = false;
+  if (delay_armed_ && delay_batch_ == batches_started_) {
+    reactor_->Cancel(&delay_op_);  // this batch goes before its delay ran out
+  }
+  ++batches_started_;
   if (batch_ == nullptr) {
     // Nothing to write, a new segment is still on its way, or no segment could be created (the
     // tickets failed already).
@@ -477,6 +525,14 @@ void ShardSpool::OnFileStep(Step step, int32_t res) {
 }
 
 void ShardSpool::OnStep(Step step, int32_t res, uint32_t /*flags*/) {
+  if (step == Step::kCommitDelay) {
+    delay_armed_ = false;
+    if (res == -ETIME && delay_batch_ == batches_started_) {
+      delay_over_ = true;
+      reactor_->RequestTurn();
+    }
+    return;
+  }
   if (step != Step::kWrite && step != Step::kSync && step != Step::kDirectorySync) {
     OnFileStep(step, res);
     return;

@@ -19,7 +19,17 @@
 // right away. They ride with the next batch of messages, or, when no message comes within
 // journal_delay() (10 ms), go out on their own. Measured in W1 (5 KB messages, 20 sessions, two
 // shards), 30% of the commits were journal-only before. Shutdown commits them at once
-// (FlushJournal()).
+// (Flush()).
+//
+// Commit delay: each commit is a write and a flush on an io-wq worker, its fixed cost (about
+// 35 us of CPU on this project's 2-vCPU test machine, most of it the worker's wake-ups and two
+// virtio doorbells) paid per batch. Under load a small batch therefore waits up to
+// commit_delay() (500 us) for more messages, until kCommitBatchTarget (8) are staged: like
+// MySQL's binlog_group_commit_sync_delay, but only when the shard's recent arrival rate
+// (messages staged in the last 10 ms window) says at least two more are due within the delay.
+// A lightly loaded shard never waits. Measured in W1 (5 KB, 20 sessions, two shards): 44% fewer
+// commits and about 10% less CPU per message at the same throughput; the open-loop p50 at
+// half the peak rate goes up by about 0.2 ms. Flush() ends all waiting (the shutdown barrier).
 //
 // Segment files never block the shard either: the spool's inline creation is off, and a new
 // segment is made on the ring (openat O_EXCL, then fallocate) when the current one is half full,
@@ -98,8 +108,14 @@ class ShardSpool final : public net::MessageSink {
   // A delivery outcome for the journal: group-committed with the next batch of messages, or
   // on its own once it has waited journal_delay() (see "Journal batches" above).
   void StageOutcome(const queue::OutcomeRecord& outcome);
-  // From now on every staged journal record is committed at once (the shutdown barrier).
-  void FlushJournal();
+  // From now on nothing staged waits: journal records and small batches are committed at once
+  // (the shutdown barrier).
+  void Flush();
+  // Zero: every batch goes at once.
+  void set_commit_delay(absl::Duration delay) { commit_delay_ = delay; }
+  absl::Duration commit_delay() const { return commit_delay_; }
+  static constexpr absl::Duration kCommitDelay = absl::Microseconds(500);
+  static constexpr size_t kCommitBatchTarget = 8;
   void set_journal_delay(absl::Duration delay) { journal_delay_ = delay; }
   absl::Duration journal_delay() const { return journal_delay_; }
   static constexpr absl::Duration kJournalDelay = absl::Milliseconds(10);
@@ -155,10 +171,13 @@ class ShardSpool final : public net::MessageSink {
     kRecycleOpen,
     kRecycleRename,
     kSpareRename,
+    kCommitDelay,
   };
 
   void OnTurn();
   void MaybeStartCommit();
+  bool HoldBatch();
+  void CountArrival();
   void StartCommit();
   void SubmitWriteAndSync();
   void OnDataDurable();
@@ -217,13 +236,26 @@ class ShardSpool final : public net::MessageSink {
   absl::Duration journal_delay_ = kJournalDelay;
   bool journal_due_ = false;    // the timer fired: commit the journal records now
   bool journal_waits_ = false;  // the timer is armed
-  bool flush_journal_ = false;  // shutdown: no more waiting
+  bool flushing_ = false;  // shutdown: no more waiting
   reactor::Timer journal_timer_{[this] {
     journal_waits_ = false;
     journal_due_ = true;
     reactor_->RequestTurn();
   }};
   uint64_t journal_only_commits_ = 0;
+  // Commit delay (see above). The timeout on the ring belongs to the batch numbered
+  // delay_batch_; a batch that starts before it fires cancels it.
+  absl::Duration commit_delay_ = kCommitDelay;
+  Op delay_op_{this, Step::kCommitDelay};
+  __kernel_timespec delay_ts_{};
+  bool delay_armed_ = false;  // a timeout is on the ring (maybe being cancelled)
+  bool delay_over_ = false;   // this batch waited its delay: it goes now
+  uint64_t batches_started_ = 0;
+  uint64_t delay_batch_ = 0;
+  static constexpr int64_t kRateWindowNs = 10'000'000;
+  int64_t window_start_ns_ = 0;
+  uint64_t window_messages_ = 0;
+  uint64_t last_window_messages_ = 0;
   std::string recycle_to_;    // a ".seg.free" name (alive until the rename completes)
   std::string spare_from_;    // the free file being renamed to the spare
   bool spare_recycled_ = false;
