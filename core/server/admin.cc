@@ -132,6 +132,7 @@ std::string FormatStats(const DaemonStats& s) {
   line("messages_accepted", s.messages_accepted);
   line("spool_commits", s.spool_commits);
   line("spool_journal_commits", s.spool_journal_commits);
+  line("spool_delayed_commits", s.spool_delayed_commits);
   line("spool_segments_created", s.spool_segments_created);
   line("spool_segments_recycled", s.spool_segments_recycled);
   line("spool_segments_reclaimed", s.spool_segments_reclaimed);

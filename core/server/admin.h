@@ -52,6 +52,7 @@ struct DaemonStats {
   uint64_t messages_accepted = 0;
   uint64_t spool_commits = 0;
   uint64_t spool_journal_commits = 0;  // of those, commits of journal records only
+  uint64_t spool_delayed_commits = 0;  // batches that waited for more (ShardSpool commit delay)
   // Segment files: made new (open + fallocate), reused after a reclaim (overwrites, no extent
   // conversion), and reclaimed (recycled or unlinked) once every message in them was final.
   uint64_t spool_segments_created = 0;

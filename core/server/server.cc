@@ -467,6 +467,7 @@ ControlReply HandleAdmin(reactor::ShardGroup& group,
         d.messages_accepted = rt.spool->committed_messages();
         d.spool_commits = rt.spool->commits();
         d.spool_journal_commits = rt.spool->journal_only_commits();
+        d.spool_delayed_commits = rt.spool->delayed_batches();
         d.spool_segments_created = rt.spool->segments_created();
         d.spool_segments_recycled = rt.spool->segments_recycled();
         d.spool_segments_reclaimed = rt.spool->segments_reclaimed();
@@ -480,6 +481,7 @@ ControlReply HandleAdmin(reactor::ShardGroup& group,
         stats.messages_accepted += d.messages_accepted;
         stats.spool_commits += d.spool_commits;
         stats.spool_journal_commits += d.spool_journal_commits;
+        stats.spool_delayed_commits += d.spool_delayed_commits;
         stats.spool_segments_created += d.spool_segments_created;
         stats.spool_segments_recycled += d.spool_segments_recycled;
         stats.spool_segments_reclaimed += d.spool_segments_reclaimed;

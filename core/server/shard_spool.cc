@@ -192,9 +192,16 @@ bool ShardSpool::HoldBatch() {
       spool_->pending_message_count() >= kCommitBatchTarget) {
     return false;
   }
+  // Every session of the shard waits for its 250 already (by_session_: the staged ones): no one
+  // else can add a message, so waiting would only add latency (10 sessions of 100 KB on a shard
+  // would each wait the full delay).
+  if (targets_.size() <= by_session_.size()) {
+    return false;
+  }
   const int64_t delay_ns = absl::ToInt64Nanoseconds(commit_delay_);
   const int64_t now = reactor_->NowNs();
-  // The rate of the last full window, if it is the one just before this one.
+  // The rate of the last full window, if it is the one just before this one (so a batch also
+  // stops waiting once no message came for a window: the load went away).
   const uint64_t recent = now - window_start_ns_ < 2 * kRateWindowNs ? last_window_messages_ : 0;
   if (static_cast<double>(recent) * static_cast<double>(delay_ns) <
       2.0 * static_cast<double>(kRateWindowNs)) {
@@ -207,6 +214,7 @@ bool ShardSpool::HoldBatch() {
   }
   delay_armed_ = true;
   delay_batch_ = batches_started_;
+  ++delayed_batches_;
   delay_ts_.tv_sec = delay_ns / 1'000'000'000;
   delay_ts_.tv_nsec = delay_ns % 1'000'000'000;
   io_uring_sqe* sqe = reactor_->GetSqe();

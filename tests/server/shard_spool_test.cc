@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -66,6 +68,20 @@ class ShardSpoolTest : public ::testing::Test {
     }
     return done();
   }
+
+  // Sessions connected to the shard that have no message staged: the commit delay waits only
+  // while some session could still add one. Only their addresses are used.
+  class NoAnswers : public AnswerTarget {
+   public:
+    void OnAnswered() override {}
+  };
+  void ConnectIdleSessions() {
+    for (const std::max_align_t& slot : idle_sessions_) {
+      shard_spool_->Register(reinterpret_cast<const net::SmtpSession*>(&slot), &no_answers_);
+    }
+  }
+  std::array<std::max_align_t, 16> idle_sessions_{};
+  NoAnswers no_answers_;
 
   // Runs loop turns for `d` of the loop's clock.
   void RunFor(absl::Duration d) {
@@ -225,6 +241,7 @@ TEST_F(ShardSpoolTest, JournalRecordsAloneGoOutAfterTheDelay) {
 // the wait. Without the wait nearly every message would be a commit of its own.
 TEST_F(ShardSpoolTest, UnderLoadSmallBatchesWaitForMoreMessages) {
   Start(Options());
+  ConnectIdleSessions();
   shard_spool_->set_commit_delay(absl::Hours(1));
   constexpr int kMessages = 64;
   for (int i = 0; i < kMessages; ++i) {
@@ -236,23 +253,41 @@ TEST_F(ShardSpoolTest, UnderLoadSmallBatchesWaitForMoreMessages) {
   // Measured: 19 commits (the first rate window's messages go alone), 64 without the wait.
   EXPECT_LE(shard_spool_->commits(), kMessages / 2)
       << "batches of up to " << ShardSpool::kCommitBatchTarget;
+  EXPECT_GT(shard_spool_->delayed_batches(), 0u);
 }
 
 // A shard that saw no message in the last window does not wait (the delay is an hour, so a
 // held message would not be durable within the test's bound).
 TEST_F(ShardSpoolTest, ALightlyLoadedShardNeverWaits) {
   Start(Options());
+  ConnectIdleSessions();
   shard_spool_->set_commit_delay(absl::Hours(1));
   for (int i = 0; i < 3; ++i) {
     Submit(1, 1000);
     ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size(); })) << i;
+    EXPECT_EQ(shard_spool_->delayed_batches(), 0u);
     RunFor(absl::Milliseconds(25));  // two rate windows without a message
   }
+}
+
+// Under the same load, but with no session that could add a message (these are the daemon's own
+// messages, bounces; no session is connected), a batch does not wait.
+TEST_F(ShardSpoolTest, NoBatchWaitsWhenNoSessionCouldAddAMessage) {
+  Start(Options());
+  shard_spool_->set_commit_delay(absl::Hours(1));
+  constexpr int kMessages = 64;
+  for (int i = 0; i < kMessages; ++i) {
+    Submit(1, 1000);
+    RunFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == kMessages && shard_spool_->Idle(); }));
+  EXPECT_EQ(shard_spool_->delayed_batches(), 0u);
 }
 
 // The wait ends when the delay runs out, without more messages and without Flush().
 TEST_F(ShardSpoolTest, AWaitingBatchGoesWhenTheDelayRunsOut) {
   Start(Options());
+  ConnectIdleSessions();
   shard_spool_->set_commit_delay(absl::Milliseconds(300));
   for (int i = 0; i < 20; ++i) {
     Submit(1, 1000);
