@@ -364,6 +364,9 @@ TEST_F(ServeTest, QueueListShowsWhatIsSpooled) {
   EXPECT_NE(stats.out.find("spool_segments_created: 1\n"), std::string::npos) << stats.out;
   EXPECT_NE(stats.out.find("spool_segments_recycled: 0\n"), std::string::npos) << stats.out;
   EXPECT_NE(stats.out.find("spool_segments_reclaimed: 0\n"), std::string::npos) << stats.out;
+  // One message from one session on an idle relay: its batch went at once (no commit delay).
+  EXPECT_NE(stats.out.find("spool_delayed_commits: 0\n"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("spool_journal_commits: "), std::string::npos) << stats.out;
 }
 
 }  // namespace
