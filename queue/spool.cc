@@ -339,6 +339,7 @@ Ticket Spool::Enqueue(Pending&& p) {
   }
   if (p.type == RecordType::kMessage) {
     ++pending_messages_;
+    pending_message_bytes_ += p.payload_bytes;
   }
   pending_.push_back(std::move(p));
   return ticket;
@@ -500,6 +501,7 @@ void Spool::FailPending(const absl::Status& status) {
   }
   pending_.clear();
   pending_messages_ = 0;
+  pending_message_bytes_ = 0;
 }
 
 const CommitBatch* Spool::PrepareCommit() {
@@ -539,6 +541,7 @@ const CommitBatch* Spool::PrepareCommit() {
     }
     if (pending_.front().type == RecordType::kMessage) {
       --pending_messages_;
+      pending_message_bytes_ -= pending_.front().payload_bytes;
     }
     batch_records_.push_back(std::move(pending_.front()));
     pending_.pop_front();

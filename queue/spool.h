@@ -139,6 +139,7 @@ class Spool {
   // for the next message batch (core/server/shard_spool.h).
   bool HasPendingMessages() const { return pending_messages_ > 0; }
   size_t pending_message_count() const { return pending_messages_; }
+  uint64_t pending_message_bytes() const { return pending_message_bytes_; }  // their payloads
   bool CommitInFlight() const { return in_flight_; }
 
   // The next batch, or nullptr when nothing is staged or a commit is in flight. When no segment
@@ -290,6 +291,7 @@ class Spool {
   // alloc: staged records; bounded by the sessions waiting for their 250 on this shard.
   std::deque<Pending> pending_;
   size_t pending_messages_ = 0;  // the kMessage records in pending_
+  uint64_t pending_message_bytes_ = 0;  // and their payload bytes
   std::vector<Pending> batch_records_;  // the records of the batch in flight
   CommitBatch batch_;
   bool in_flight_ = false;

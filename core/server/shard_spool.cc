@@ -189,7 +189,8 @@ void ShardSpool::CountArrival() {
 
 bool ShardSpool::HoldBatch() {
   if (delay_over_ || flushing_ || commit_delay_ <= absl::ZeroDuration() ||
-      spool_->pending_message_count() >= kCommitBatchTarget) {
+      spool_->pending_message_count() >= kCommitBatchTarget ||
+      spool_->pending_message_bytes() >= kCommitBatchBytes) {
     return false;
   }
   // Every session of the shard waits for its 250 already (by_session_: the staged ones): no one

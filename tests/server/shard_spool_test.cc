@@ -284,6 +284,22 @@ TEST_F(ShardSpoolTest, NoBatchWaitsWhenNoSessionCouldAddAMessage) {
   EXPECT_EQ(shard_spool_->delayed_batches(), 0u);
 }
 
+// Under the same load, a batch of kCommitBatchBytes or more goes at once: its write is its cost.
+TEST_F(ShardSpoolTest, ALargeBatchDoesNotWait) {
+  queue::SpoolOptions options = Options();
+  options.segment_bytes = uint64_t{8} << 20;
+  Start(options);
+  ConnectIdleSessions();
+  shard_spool_->set_commit_delay(absl::Hours(1));
+  constexpr int kMessages = 32;
+  for (int i = 0; i < kMessages; ++i) {
+    Submit(1, ShardSpool::kCommitBatchBytes + 1000);
+    RunFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(RunUntil([&] { return durable_.size() == kMessages && shard_spool_->Idle(); }));
+  EXPECT_EQ(shard_spool_->delayed_batches(), 0u);
+}
+
 // The wait ends when the delay runs out, without more messages and without Flush().
 TEST_F(ShardSpoolTest, AWaitingBatchGoesWhenTheDelayRunsOut) {
   Start(Options());
