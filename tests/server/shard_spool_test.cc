@@ -91,6 +91,20 @@ class ShardSpoolTest : public ::testing::Test {
     }
   }
 
+  // A steady load: one message per millisecond of the loop's clock (a commit takes less, so
+  // without the commit delay each message would go alone).
+  void SubmitOnePerMillisecond(int count, size_t bytes) {
+    for (int i = 0; i < count; ++i) {
+      Submit(1, bytes);
+      RunFor(absl::Milliseconds(1));
+    }
+  }
+
+  // Every submitted message durable and the driver idle (no timeout left on the ring).
+  bool RunUntilAllDurable() {
+    return RunUntil([&] { return durable_.size() == ids_.size() && shard_spool_->Idle(); });
+  }
+
   void Submit(int count, size_t bytes) {
     for (int i = 0; i < count; ++i) {
       std::string id = shard_spool_->NewQueueId();
@@ -244,12 +258,9 @@ TEST_F(ShardSpoolTest, UnderLoadSmallBatchesWaitForMoreMessages) {
   ConnectIdleSessions();
   shard_spool_->set_commit_delay(absl::Hours(1));
   constexpr int kMessages = 64;
-  for (int i = 0; i < kMessages; ++i) {
-    Submit(1, 1000);
-    RunFor(absl::Milliseconds(1));  // a commit takes less: alone, each message would go alone
-  }
+  SubmitOnePerMillisecond(kMessages, 1000);
   shard_spool_->Flush();  // the last, partial batch
-  ASSERT_TRUE(RunUntil([&] { return durable_.size() == kMessages && shard_spool_->Idle(); }));
+  ASSERT_TRUE(RunUntilAllDurable());
   // Measured: 19 commits (the first rate window's messages go alone), 64 without the wait.
   EXPECT_LE(shard_spool_->commits(), kMessages / 2)
       << "batches of up to " << ShardSpool::kCommitBatchTarget;
@@ -275,12 +286,8 @@ TEST_F(ShardSpoolTest, ALightlyLoadedShardNeverWaits) {
 TEST_F(ShardSpoolTest, NoBatchWaitsWhenNoSessionCouldAddAMessage) {
   Start(Options());
   shard_spool_->set_commit_delay(absl::Hours(1));
-  constexpr int kMessages = 64;
-  for (int i = 0; i < kMessages; ++i) {
-    Submit(1, 1000);
-    RunFor(absl::Milliseconds(1));
-  }
-  ASSERT_TRUE(RunUntil([&] { return durable_.size() == kMessages && shard_spool_->Idle(); }));
+  SubmitOnePerMillisecond(64, 1000);
+  ASSERT_TRUE(RunUntilAllDurable());
   EXPECT_EQ(shard_spool_->delayed_batches(), 0u);
 }
 
@@ -291,12 +298,8 @@ TEST_F(ShardSpoolTest, ALargeBatchDoesNotWait) {
   Start(options);
   ConnectIdleSessions();
   shard_spool_->set_commit_delay(absl::Hours(1));
-  constexpr int kMessages = 32;
-  for (int i = 0; i < kMessages; ++i) {
-    Submit(1, ShardSpool::kCommitBatchBytes + 1000);
-    RunFor(absl::Milliseconds(1));
-  }
-  ASSERT_TRUE(RunUntil([&] { return durable_.size() == kMessages && shard_spool_->Idle(); }));
+  SubmitOnePerMillisecond(32, ShardSpool::kCommitBatchBytes + 1000);
+  ASSERT_TRUE(RunUntilAllDurable());
   EXPECT_EQ(shard_spool_->delayed_batches(), 0u);
 }
 
@@ -305,12 +308,9 @@ TEST_F(ShardSpoolTest, AWaitingBatchGoesWhenTheDelayRunsOut) {
   Start(Options());
   ConnectIdleSessions();
   shard_spool_->set_commit_delay(absl::Milliseconds(300));
-  for (int i = 0; i < 20; ++i) {
-    Submit(1, 1000);
-    RunFor(absl::Milliseconds(1));
-  }
+  SubmitOnePerMillisecond(20, 1000);
   EXPECT_LT(durable_.size(), ids_.size()) << "the last batch waits";
-  ASSERT_TRUE(RunUntil([&] { return durable_.size() == ids_.size() && shard_spool_->Idle(); }));
+  ASSERT_TRUE(RunUntilAllDurable());
 }
 
 TEST_F(ShardSpoolTest, ReclaimUnlinksOnTheRingAndAnEmptySpoolHoldsNoFile) {
