@@ -166,6 +166,40 @@ TEST_F(SpoolTest, BatchLimitsSplitABurstIntoSeveralCommits) {
   EXPECT_EQ(results.size(), 20u);
 }
 
+// The staged-message counters a driver's commit delay reads: journal records are not messages,
+// and a batch cut by its limits leaves the rest counted.
+TEST_F(SpoolTest, PendingMessageCountersFollowStagingAndBatches) {
+  SpoolOptions options = Options();
+  options.segment_bytes = 16 << 20;
+  options.batch_records_max = 2;
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  ASSERT_NE(spool, nullptr);
+  std::string content = MakeContent("c@example", 1000);
+  std::vector<uint64_t> sequences;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(spool->NewQueueId());
+    sequences.push_back(spool->Stage(MakeEnvelope(ids.back()), content).sequence);
+  }
+  EXPECT_EQ(spool->pending_message_count(), 3u);
+  const uint64_t per_message = spool->pending_message_bytes() / 3;
+  EXPECT_GT(per_message, content.size());  // the payload: envelope and content
+  const CommitBatch* batch = spool->PrepareCommit();  // two records of three
+  ASSERT_NE(batch, nullptr);
+  EXPECT_EQ(spool->pending_message_count(), 1u);
+  EXPECT_EQ(spool->pending_message_bytes(), per_message);
+  spool->OnCommitDone(BlockingCommitter::Execute(*batch));
+  BlockingCommitter::CommitAll(*spool);
+  EXPECT_FALSE(spool->HasPendingMessages());
+  EXPECT_EQ(spool->pending_message_bytes(), 0u);
+
+  spool->StageOutcome({sequences[0], ids[0], 0, Outcome::kDelivered, 1, "250 ok"});
+  EXPECT_TRUE(spool->HasPending());
+  EXPECT_FALSE(spool->HasPendingMessages()) << "a journal record is not a message";
+  BlockingCommitter::CommitAll(*spool);
+  EXPECT_FALSE(spool->HasPending());
+}
+
 TEST_F(SpoolTest, FailedCommitFailsItsTicketsAndLaterCommitsUseANewSegment) {
   SpoolOptions options = Options();
   std::unique_ptr<Spool> spool = OpenSpool(options);
