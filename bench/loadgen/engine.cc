@@ -127,6 +127,7 @@ struct ServerConn final : Conn, SinkListener {
     if (offer_tls) {
       session.OfferStartTls();
     }
+    session.OfferChunking(o.chunking);
   }
   std::string& Out() override { return session.out(); }
   int RcptReply() override { return engine->SinkRcptReply(); }

@@ -153,6 +153,7 @@ const std::vector<Flag>& Flags() {
       {"listen", kSink, Kind::kValue, Address(&Options::listen)},
       {"sink", kRun, Kind::kValue, Address(&Options::listen)},
       {"fsync", kSink | kRun, Kind::kBool, Bool(&Options::fsync, true)},
+      {"no-chunking", kSink | kRun, Kind::kBool, Bool(&Options::chunking, false)},
       {"dir", kSink | kRun, Kind::kValue, Text(&Options::dir)},
       {"reply-4xx-share", kSink | kRun, Kind::kValue, Real(&Options::reply_4xx_share, 0, 1)},
       {"reply-5xx-share", kSink | kRun, Kind::kValue, Real(&Options::reply_5xx_share, 0, 1)},
@@ -368,6 +369,7 @@ moat-loadgen send --server HOST:PORT (--messages N | --duration S) [FLAGS]
                         such connection (forces --msgs-per-conn 1)
 moat-loadgen sink --listen HOST:PORT [--messages N] [--duration S] [FLAGS]
   --fsync               write every message to a file and fdatasync it before the 250
+  --no-chunking         do not offer CHUNKING (BDAT), as smtp-sink (Postfix 3.7) does not
   --dir DIR             write every message to DIR/<n>.eml (unstuffed, CRLF)
   --reply-4xx-share F   answer a share F with 451 4.3.0, --reply-5xx-share F with 554 5.6.0
   --reply-on rcpt|data  where those shares apply (default data: the reply to the final dot)

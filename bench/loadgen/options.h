@@ -63,6 +63,7 @@ struct Options {
   // sink / run: the sink.
   Endpoint listen;                 // sink: --listen; run: --sink
   bool fsync = false;              // --fsync: fdatasync every message before its 250
+  bool chunking = true;            // CHUNKING offered (BDAT); --no-chunking turns it off
   std::string dir;                 // --dir: write each message to DIR/<n>.eml
   double reply_4xx_share = 0;      // --reply-4xx-share F
   double reply_5xx_share = 0;      // --reply-5xx-share F

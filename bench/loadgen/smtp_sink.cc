@@ -46,7 +46,29 @@ void SinkSession::OnBytes(const char* data, size_t size) {
 }
 
 void SinkSession::Process() {
-  while (state_ == State::kCommand || state_ == State::kData) {
+  while (state_ == State::kCommand || state_ == State::kData || state_ == State::kBdat) {
+    if (state_ == State::kBdat) {
+      if (!TakeChunk()) {
+        return;
+      }
+      if (chunk_refused_) {
+        out_.append(chunk_reply_);
+        if (chunk_last_) {
+          Reset();
+        }
+        state_ = State::kCommand;
+        continue;
+      }
+      if (!chunk_last_) {
+        absl::StrAppend(&out_, "250 2.0.0 Ok: ", data_.size(), " bytes\r\n");
+        state_ = State::kCommand;
+        continue;
+      }
+      state_ = State::kWaitFinish;
+      uint32_t rcpts = rcpts_;
+      listener_->OnMessage(data_, rcpts);
+      return;
+    }
     if (state_ == State::kData) {
       if (!ScanData()) {
         return;
@@ -84,6 +106,7 @@ void SinkSession::HandleCommand(std::string_view line) {
       absl::StrAppend(&out_, "250-", hostname_, "\r\n250-PIPELINING\r\n250-SIZE ", kSizeLimit,
                       "\r\n250-8BITMIME\r\n",
                       tls_offered_ && !tls_active_ ? "250-STARTTLS\r\n" : "",
+                      chunking_offered_ ? "250-CHUNKING\r\n" : "",
                       "250 ENHANCEDSTATUSCODES\r\n");
     }
   } else if (StartsWithNoCase(line, "MAIL FROM:")) {
@@ -109,8 +132,12 @@ void SinkSession::HandleCommand(std::string_view line) {
     } else {
       absl::StrAppend(&out_, code, " 4.3.0 Recipient address deferred by sink\r\n");
     }
+  } else if (chunking_offered_ && StartsWithNoCase(line, "BDAT ")) {
+    HandleBdat(line.substr(5));
   } else if (StartsWithNoCase(line, "DATA") && line.size() == 4) {
-    if (!have_mail_) {
+    if (in_bdat_) {
+      out_.append("503 5.5.1 Error: DATA after BDAT\r\n");
+    } else if (!have_mail_) {
       out_.append("503 5.5.1 Error: need MAIL command\r\n");
     } else if (rcpts_ == 0) {
       out_.append("554 5.5.1 Error: no valid recipients\r\n");
@@ -179,6 +206,55 @@ bool SinkSession::ScanData() {
   return false;
 }
 
+void SinkSession::HandleBdat(std::string_view args) {
+  // "BDAT" SP chunk-size [SP "LAST"]
+  size_t digits = 0;
+  uint64_t size = 0;
+  while (digits < args.size() && args[digits] >= '0' && args[digits] <= '9' && digits < 18) {
+    size = size * 10 + static_cast<uint64_t>(args[digits] - '0');
+    ++digits;
+  }
+  std::string_view rest = args.substr(digits);
+  bool last = false;
+  if (rest.size() == 5 && StartsWithNoCase(rest, " LAST")) {
+    last = true;
+  } else if (!rest.empty() || digits == 0) {
+    // The chunk's length is unknown: the rest of the stream cannot be read as commands.
+    out_.append("521 5.5.4 Syntax: BDAT count [LAST]\r\n");
+    close_after_flush_ = true;
+    state_ = State::kClosed;
+    return;
+  }
+  chunk_left_ = size;
+  chunk_last_ = last;
+  chunk_refused_ = true;
+  if (!have_mail_) {
+    chunk_reply_ = "503 5.5.1 Error: need MAIL command\r\n";
+  } else if (rcpts_ == 0) {
+    chunk_reply_ = "554 5.5.1 Error: no valid recipients\r\n";
+  } else if (size > kSizeLimit - (in_bdat_ ? data_.size() : 0)) {
+    chunk_reply_ = "552 5.3.4 Error: message file too big\r\n";
+  } else {
+    chunk_refused_ = false;
+    if (!in_bdat_) {
+      data_.clear();
+      in_bdat_ = true;
+    }
+  }
+  state_ = State::kBdat;
+}
+
+bool SinkSession::TakeChunk() {
+  const uint64_t have = in_.size() - in_pos_;
+  const size_t take = static_cast<size_t>(have < chunk_left_ ? have : chunk_left_);
+  if (!chunk_refused_) {
+    data_.append(in_, in_pos_, take);
+  }
+  in_pos_ += take;
+  chunk_left_ -= take;
+  return chunk_left_ == 0;
+}
+
 void SinkSession::FinishMessage(int code, uint64_t queue_number) {
   if (code == 250) {
     absl::StrAppend(&out_, "250 2.0.0 Ok: queued as ", queue_number, "\r\n");
@@ -211,6 +287,7 @@ void SinkSession::OnTlsStarted() {
 void SinkSession::Reset() {
   have_mail_ = false;
   rcpts_ = 0;
+  in_bdat_ = false;
 }
 
 bool FindTimestampHeader(std::string_view message, uint64_t* ns) {

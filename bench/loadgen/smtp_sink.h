@@ -1,15 +1,19 @@
 // bench/loadgen/smtp_sink.h
 //
 // The receiving side of one SMTP connection (smtp-sink grown up) as a pure state machine: bytes
-// in through OnBytes(), replies accumulate in out(). Speaks EHLO/HELO, MAIL, RCPT, DATA, RSET,
-// NOOP, QUIT and advertises PIPELINING, SIZE, 8BITMIME and ENHANCEDSTATUSCODES; every complete
-// command in the input is answered in order, so pipelined groups get one batch of replies.
-// DATA content is dot-unstuffed (RFC 5321 4.5.2) into the message byte-exact, CRLF kept, across
-// any split of the input. At the final dot the session hands the message to the listener and
-// waits: the driver answers with FinishMessage() when it is ready (after fdatasync, say), and
-// only then are the following pipelined commands processed.
+// in through OnBytes(), replies accumulate in out(). Speaks EHLO/HELO, MAIL, RCPT, DATA, BDAT,
+// RSET, NOOP, QUIT and advertises PIPELINING, SIZE, 8BITMIME, CHUNKING (unless
+// OfferChunking(false)) and ENHANCEDSTATUSCODES; every complete command in the input is
+// answered in order, so pipelined groups get one batch of replies. DATA content is
+// dot-unstuffed (RFC 5321 4.5.2) into the message byte-exact, CRLF kept, across any split of
+// the input; BDAT chunks (RFC 3030) are taken as they are. At the final dot or the end of the
+// LAST chunk the session hands the message to the listener and waits: the driver answers with
+// FinishMessage() when it is ready (after fdatasync, say), and only then are the following
+// pipelined commands processed. A chunk sent without MAIL or without an accepted recipient is
+// read and refused (503, 554), as RFC 3030 requires; a malformed BDAT gets 521 and a close.
 //
 //   kCommand --DATA(354)--> kData --"."--> kWaitFinish --FinishMessage--> kCommand
+//   kCommand --BDAT n--> kBdat --n bytes--> kCommand (250), or kWaitFinish after LAST
 //   QUIT --> 221, close_after_flush()
 //   kCommand --STARTTLS(220)--> kStartTls --OnTlsStarted--> kCommand (EHLO needed again)
 //
@@ -47,6 +51,8 @@ class SinkSession {
 
   // Advertise and accept STARTTLS (the driver has a TLS server context).
   void OfferStartTls() { tls_offered_ = true; }
+  // Advertise and accept CHUNKING (default: yes).
+  void OfferChunking(bool on) { chunking_offered_ = on; }
   // Queues the 220 banner.
   void Greet();
   void OnBytes(const char* data, size_t size);
@@ -65,12 +71,15 @@ class SinkSession {
   bool tls_active() const { return tls_active_; }
 
  private:
-  enum class State { kCommand, kData, kWaitFinish, kStartTls, kClosed };
+  enum class State { kCommand, kData, kBdat, kWaitFinish, kStartTls, kClosed };
 
   void Process();
   void HandleCommand(std::string_view line);
   // Scans in_ from in_pos_ in data mode; returns true when the final dot was seen.
   bool ScanData();
+  void HandleBdat(std::string_view args);
+  // Takes chunk bytes from in_; returns true when the chunk is complete.
+  bool TakeChunk();
   void Reset();
 
   std::string hostname_;
@@ -84,6 +93,12 @@ class SinkSession {
   bool have_mail_ = false;
   bool greeted_ = false;
   bool tls_offered_ = false;
+  bool chunking_offered_ = true;
+  uint64_t chunk_left_ = 0;   // kBdat: bytes of the chunk still to come
+  bool chunk_last_ = false;   // the chunk is the LAST one
+  bool chunk_refused_ = false;  // the chunk is read and dropped; chunk_reply_ answers it
+  std::string chunk_reply_;
+  bool in_bdat_ = false;      // a BDAT transaction has begun (no DATA until it ends)
   bool tls_active_ = false;
   bool start_tls_ = false;  // TakeStartTls() pending
   uint32_t rcpts_ = 0;

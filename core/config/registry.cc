@@ -106,6 +106,7 @@ constexpr ParamSpec kParams[] = {
     {"smtp_data_done_timeout", T::kTime, "600s"},
     {"smtp_data_init_timeout", T::kTime, "120s"},
     {"smtp_data_xfer_timeout", T::kTime, "180s"},
+    {"smtp_discard_ehlo_keywords", T::kList, ""},
     {"smtp_enforce_tls", T::kBool, "no"},
     {"smtp_helo_timeout", T::kTime, "300s"},
     {"smtp_mail_timeout", T::kTime, "300s"},

@@ -130,6 +130,9 @@ DeliverySettings MakeDeliverySettings(const config::Config& c, int shard_count) 
   t.quit = c.Time("smtp_quit_timeout");
   t.starttls = c.Time("smtp_starttls_timeout");
   t.idle = c.Time("smtp_connection_cache_time_limit");
+  for (const std::string& keyword : c.List("smtp_discard_ehlo_keywords")) {
+    s.client.discard_ehlo_keywords.push_back(keyword);
+  }
   s.cache.idle = t.idle;
   s.cache.per_destination_max = static_cast<size_t>(
       sched::PerShardLimit(q.default_destination_concurrency_limit, shard_count));
@@ -155,7 +158,7 @@ class OutboundConnection {
         tls_context_(std::move(tls)),
         session_(client::ServerIdentity{settings.helo_name, hop.host, hop.host, hop.port,
                                         TlsLevelOf(tls_context_.get())},
-                 settings.timeouts),
+                 settings.timeouts, settings.client),
         timeouts_(settings.timeouts),
         timer_([this] { OnTimer(); }) {}
 
@@ -848,6 +851,7 @@ void DeliveryPipeline::StartJob(sched::Job job, bool plaintext) {
   client::ClientTransaction tx;
   tx.sender = job.sender;
   tx.size_bytes = message.content->size();
+  tx.ends_in_newline = message.content->empty() || message.content->back() == '\n';
   tx.eight_bit = message.eight_bit;
   tx.smtputf8 = message.smtputf8;
   tx.dsn_ret = message.ret_full ? "FULL" : "";

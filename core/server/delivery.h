@@ -53,6 +53,7 @@ class ContentLoad;
 struct DeliverySettings {
   sched::SchedulerConfig scheduler;
   client::ClientTimeouts timeouts;
+  client::ClientOptions client;  // smtp_discard_ehlo_keywords
   client::ConnectionCacheLimits cache;
   std::string helo_name;   // smtp_helo_name ($myhostname)
   std::string myhostname;  // for bounces

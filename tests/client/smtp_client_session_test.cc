@@ -324,6 +324,144 @@ TEST(SmtpClientSessionTest, ConnectionReuseSendsRsetThenTheNextMessage) {
   EXPECT_EQ(s.phase(), Phase::kClosed);
 }
 
+constexpr char kEhloChunking[] =
+    "250-mx.internal\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n"
+    "250 CHUNKING\r\n";
+
+TEST(SmtpClientSessionTest, ChunkingWithPipeliningSendsTheTransactionInOneWrite) {
+  SmtpClientSession s(Server());
+  const std::string body = "Subject: x\r\n\r\n.leading dot\r\n.\r\nend\r\n";
+  // MAIL, the RCPTs and the BDAT command at once; nothing waits for a 354.
+  EXPECT_EQ(Handshake(s, Tx({"a@d", "b@d"}, body.size()), kEhloChunking),
+            absl::StrCat("MAIL FROM:<alice@example.org> SIZE=", body.size(),
+                         "\r\nRCPT TO:<a@d>\r\nRCPT TO:<b@d>\r\nBDAT ", body.size(),
+                         " LAST\r\n"));
+  EXPECT_TRUE(s.features().chunking);
+  ASSERT_TRUE(s.WantsBody());
+  s.AddBody(body.substr(0, 20));
+  s.AddBody(body.substr(20));
+  s.EndBody();
+  EXPECT_EQ(s.TakeOutput(), body);  // as it is: no dot-stuffing, no "." line
+  EXPECT_FALSE(s.WantsBody());
+  EXPECT_EQ(s.phase(), Phase::kMail);  // the replies still come in order
+  EXPECT_EQ(Feed(s, "250 2.1.0 Ok\r\n"), "");
+  EXPECT_EQ(s.phase(), Phase::kRcpt);
+  Feed(s, "250 2.1.5 Ok\r\n550 5.1.1 <b@d>: unknown\r\n");
+  EXPECT_EQ(s.phase(), Phase::kDataDone);
+  EXPECT_EQ(TimeoutFor(s.phase(), ClientTimeouts{}), absl::Seconds(600));
+  EXPECT_FALSE(s.TransactionDone());
+  Feed(s, "250 2.0.0 Ok: 58 bytes queued as 9A\r\n");
+  ASSERT_TRUE(s.TransactionDone());
+  EXPECT_EQ(s.results()[0].outcome, Outcome::kSent);
+  EXPECT_EQ(s.results()[0].reason, "250 2.0.0 Ok: 58 bytes queued as 9A");
+  EXPECT_EQ(s.results()[1].outcome, Outcome::kBounced);
+  EXPECT_EQ(s.results()[1].reason,
+            "host mx.internal[10.0.0.5] said: 550 5.1.1 <b@d>: unknown (in reply to RCPT TO "
+            "command)");
+  ASSERT_TRUE(s.CanReuse());
+  // The next message on the connection: RSET in the same write.
+  s.NextTransaction(Tx({"c@d"}, 5));
+  EXPECT_EQ(s.TakeOutput(),
+            "RSET\r\nMAIL FROM:<alice@example.org> SIZE=5\r\nRCPT TO:<c@d>\r\nBDAT 5 LAST\r\n");
+  ASSERT_TRUE(s.WantsBody());
+  s.AddBody("two\r\n");
+  s.EndBody();
+  EXPECT_EQ(s.TakeOutput(), "two\r\n");
+  EXPECT_EQ(s.phase(), Phase::kRset);
+  Feed(s, "250 2.0.0 Ok\r\n250 ok\r\n250 ok\r\n250 2.0.0 Ok: queued as 9B\r\n");
+  ASSERT_TRUE(s.TransactionDone());
+  EXPECT_EQ(s.results()[0].outcome, Outcome::kSent);
+  EXPECT_TRUE(s.CanReuse());
+}
+
+TEST(SmtpClientSessionTest, ChunkingAnnouncesTheCrlfAddedToAnUnterminatedLastLine) {
+  SmtpClientSession s(Server());
+  ClientTransaction t = Tx({"a@d"}, 8);
+  t.ends_in_newline = false;
+  EXPECT_EQ(Handshake(s, t, kEhloChunking),
+            "MAIL FROM:<alice@example.org> SIZE=8\r\nRCPT TO:<a@d>\r\nBDAT 10 LAST\r\n");
+  s.AddBody("a\r\nb\r\nno");
+  s.EndBody();
+  EXPECT_EQ(s.TakeOutput(), "a\r\nb\r\nno\r\n");
+}
+
+TEST(SmtpClientSessionTest, ChunkingFailuresNameTheCommandAndKeepTheConnection) {
+  {  // every recipient refused: the server still reads the chunk and refuses it
+    SmtpClientSession s(Server());
+    Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
+    s.AddBody("x\r\n");
+    s.EndBody();
+    s.TakeOutput();
+    Feed(s, "250 ok\r\n550 5.1.1 no\r\n554 5.5.1 Error: no valid recipients\r\n");
+    ASSERT_TRUE(s.TransactionDone());
+    EXPECT_EQ(s.results()[0].outcome, Outcome::kBounced);
+    EXPECT_EQ(s.results()[0].dsn, "5.1.1");
+    EXPECT_TRUE(s.CanReuse());
+  }
+  {  // MAIL refused: RCPT and BDAT get 503s; the MAIL reply is what the recipient hears
+    SmtpClientSession s(Server());
+    Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
+    s.AddBody("x\r\n");
+    s.EndBody();
+    s.TakeOutput();
+    Feed(s, "452 4.3.1 full\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n");
+    ASSERT_TRUE(s.TransactionDone());
+    EXPECT_EQ(s.results()[0].outcome, Outcome::kDeferred);
+    EXPECT_EQ(s.results()[0].reason,
+              "host mx.internal[10.0.0.5] said: 452 4.3.1 full (in reply to MAIL FROM command)");
+    EXPECT_TRUE(s.CanReuse());
+  }
+  {  // the end-of-data reply to BDAT
+    SmtpClientSession s(Server());
+    Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
+    s.AddBody("x\r\n");
+    s.EndBody();
+    s.TakeOutput();
+    Feed(s, "250 ok\r\n250 ok\r\n451 4.3.0 Error: queue file write error\r\n");
+    ASSERT_TRUE(s.TransactionDone());
+    EXPECT_EQ(s.results()[0].outcome, Outcome::kDeferred);
+    EXPECT_EQ(s.results()[0].reason,
+              "host mx.internal[10.0.0.5] said: 451 4.3.0 Error: queue file write error (in "
+              "reply to BDAT command)");
+  }
+  {  // the connection lost while the replies are owed
+    SmtpClientSession s(Server());
+    Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
+    s.AddBody("x\r\n");
+    s.EndBody();
+    s.TakeOutput();
+    Feed(s, "250 ok\r\n250 ok\r\n");
+    s.OnEof();
+    ASSERT_TRUE(s.TransactionDone());
+    EXPECT_EQ(s.results()[0].outcome, Outcome::kDeferred);
+    EXPECT_EQ(s.results()[0].reason,
+              "lost connection with mx.internal[10.0.0.5] while sending end of data -- message "
+              "may be sent more than once");
+  }
+}
+
+TEST(SmtpClientSessionTest, ChunkingNeedsPipeliningAndCanBeDiscarded) {
+  {  // CHUNKING without PIPELINING: lock-step DATA
+    SmtpClientSession s(Server());
+    EXPECT_EQ(Handshake(s, Tx({"a@d"}), "250-mx.internal\r\n250 CHUNKING\r\n"),
+              "MAIL FROM:<alice@example.org>\r\n");
+    EXPECT_EQ(Feed(s, "250 ok\r\n"), "RCPT TO:<a@d>\r\n");
+    EXPECT_EQ(Feed(s, "250 ok\r\n"), "DATA\r\n");
+  }
+  {  // smtp_discard_ehlo_keywords = chunking: DATA, pipelined
+    SmtpClientSession s(Server(), ClientTimeouts{}, ClientOptions{{"silent-discard", "Chunking"}});
+    EXPECT_EQ(Handshake(s, Tx({"a@d"}), kEhloChunking),
+              "MAIL FROM:<alice@example.org> SIZE=100\r\nRCPT TO:<a@d>\r\nDATA\r\n");
+    EXPECT_FALSE(s.features().chunking);
+    EXPECT_TRUE(s.features().pipelining);
+  }
+  {  // smtp_discard_ehlo_keywords = pipelining, size: lock-step, no SIZE=
+    SmtpClientSession s(Server(), ClientTimeouts{}, ClientOptions{{"PIPELINING", "size"}});
+    EXPECT_EQ(Handshake(s, Tx({"a@d"}), kEhloChunking), "MAIL FROM:<alice@example.org>\r\n");
+    EXPECT_FALSE(s.features().pipelining);
+  }
+}
+
 TEST(SmtpClientSessionTest, RsetFailureDefersAndCloses) {
   SmtpClientSession s(Server());
   Handshake(s, Tx({"a@d"}), kEhloFull);

@@ -14,6 +14,7 @@ namespace moat::loadgen {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 class Recorder : public SinkListener {
@@ -51,7 +52,7 @@ TEST_F(SinkSessionTest, BannerAndEhloAdvertiseTheExtensions) {
   session_.out().clear();
   const std::string ehlo = Feed("EHLO client.test\r\n");
   EXPECT_THAT(ehlo, StartsWith("250-sink.test\r\n"));
-  for (const char* ext : {"PIPELINING", "SIZE ", "8BITMIME", "ENHANCEDSTATUSCODES"}) {
+  for (const char* ext : {"PIPELINING", "SIZE ", "8BITMIME", "CHUNKING", "ENHANCEDSTATUSCODES"}) {
     EXPECT_THAT(ehlo, HasSubstr(ext));
   }
   EXPECT_THAT(ehlo, HasSubstr("\r\n250 ENHANCEDSTATUSCODES\r\n"));
@@ -132,6 +133,66 @@ TEST_F(SinkSessionTest, OverlongCommandLineClosesTheConnection) {
             "500 5.5.0 Error: line too long\r\n");
   EXPECT_TRUE(session_.close_after_flush());
   EXPECT_EQ(Feed("EHLO c\r\n"), "");  // nothing more is processed
+}
+
+TEST_F(SinkSessionTest, BdatChunksArriveAsTheyAreAcrossEverySplit) {
+  // Two chunks (the second LAST) pipelined with the envelope and a second transaction; the
+  // content has a leading dot and a CR LF split that DATA would treat specially.
+  const std::string input =
+      "MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT 9\r\n.dot\r\nab\rBDAT 6 LAST\r\n\n.\r\nz\n"
+      "MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT 0 LAST\r\nQUIT\r\n";
+  for (size_t split = 1; split <= input.size(); ++split) {
+    Recorder listener;
+    SinkSession session("sink.test", &listener);
+    std::string out;
+    auto feed = [&](std::string_view bytes) {
+      for (size_t i = 0; i < bytes.size(); i += split) {
+        const std::string_view piece = bytes.substr(i, split);
+        session.OnBytes(piece.data(), piece.size());
+        out += session.out();
+        session.out().clear();
+      }
+    };
+    feed("EHLO c\r\n");
+    out.clear();
+    feed(input);
+    ASSERT_EQ(listener.messages.size(), 1u) << split;
+    EXPECT_EQ(listener.messages[0], ".dot\r\nab\r\n.\r\nz\n") << split;
+    EXPECT_EQ(out, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 9 bytes\r\n") << split;
+    session.FinishMessage(250, 1);
+    ASSERT_EQ(listener.messages.size(), 2u) << split;
+    EXPECT_EQ(listener.messages[1], "") << split;
+    session.FinishMessage(250, 2);
+    EXPECT_EQ(session.out(),
+              "250 2.0.0 Ok: queued as 1\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+              "250 2.0.0 Ok: queued as 2\r\n221 2.0.0 Bye\r\n")
+        << split;
+  }
+}
+
+TEST_F(SinkSessionTest, RefusedBdatChunksAreReadAndAnswered) {
+  Feed("EHLO c\r\n");
+  // No MAIL: the chunk is read (its bytes are not commands) and refused.
+  EXPECT_EQ(Feed("BDAT 6 LAST\r\nRSET\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
+  // No accepted recipient.
+  listener_.rcpt_codes = {550};
+  EXPECT_EQ(Feed("MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT 4 LAST\r\nQUITNOOP\r\n"),
+            "250 2.1.0 Ok\r\n550 5.1.1 Recipient address rejected by sink\r\n"
+            "554 5.5.1 Error: no valid recipients\r\n250 2.0.0 Ok\r\n");
+  EXPECT_TRUE(listener_.messages.empty());
+  // DATA inside a BDAT transaction.
+  EXPECT_EQ(Feed("MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT 2\r\nabDATA\r\n"),
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 2 bytes\r\n"
+            "503 5.5.1 Error: DATA after BDAT\r\n");
+  // A malformed size: the stream cannot be followed any further.
+  EXPECT_EQ(Feed("BDAT 12x\r\n"), "521 5.5.4 Syntax: BDAT count [LAST]\r\n");
+  EXPECT_TRUE(session_.close_after_flush());
+}
+
+TEST_F(SinkSessionTest, WithoutChunkingBdatIsUnknown) {
+  session_.OfferChunking(false);
+  EXPECT_THAT(Feed("EHLO c\r\n"), Not(HasSubstr("CHUNKING")));
+  EXPECT_EQ(Feed("BDAT 1 LAST\r\n"), "502 5.5.2 Error: command not recognized\r\n");
 }
 
 TEST(TimestampHeaderTest, FoundOnlyInTheHeader) {
