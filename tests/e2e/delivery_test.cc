@@ -3,12 +3,17 @@
 // aiosmtpd_sink.py) over loopback. They check what an operator relies on: every accepted
 // message arrives once and byte-exact, several ride one connection, a downstream outage
 // defers and `moat queue flush` delivers, 4xx is retried, 5xx bounces to the sender (RFC
-// 3464 from the null sender), and kill -9 during delivery loses nothing.
+// 3464 from the null sender), and kill -9 during delivery loses nothing. One test puts a
+// private Postfix between moat and the sink: a downstream that offers CHUNKING, so moat's
+// BDAT client meets the real thing.
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -33,11 +38,13 @@ class DeliveryTest : public ::testing::Test {
     port_ = testing::FreePort();
     sink_port_ = testing::FreePort();
     sink_dir_ = dir_.path() + "/sink";
+    next_hop_port_ = sink_port_;
   }
 
   void Configure(const std::string& extra = "") {
-    dir_.Write("transport", absl::StrCat("example.com smtp:[127.0.0.1]:", sink_port_, "\n",
-                                         "sender.example smtp:[127.0.0.1]:", sink_port_, "\n"));
+    dir_.Write("transport", absl::StrCat("example.com smtp:[127.0.0.1]:", next_hop_port_, "\n",
+                                         "sender.example smtp:[127.0.0.1]:", next_hop_port_,
+                                         "\n"));
     auto r = testing::RunMoat({"postmap", "hash:" + dir_.path() + "/transport"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     dir_.Write("main.cf", absl::StrCat(
@@ -147,7 +154,105 @@ class DeliveryTest : public ::testing::Test {
   testing::TempDir dir_;
   int port_ = 0;
   int sink_port_ = 0;
+  int next_hop_port_ = 0;  // where moat's transport sends example.com and sender.example
   std::string sink_dir_;
+};
+
+// A private Postfix instance (Debian's package) on a loopback port: an MX relay for
+// example.com and sender.example that knows only `recipients` and forwards to the sink. It
+// offers PIPELINING and CHUNKING. Stopped by `postfix stop`, then by its master's PID.
+class PrivatePostfix {
+ public:
+  PrivatePostfix(const std::string& base, int port, int sink_port,
+                 const std::vector<std::string>& recipients)
+      : base_(base), port_(port) {
+    conf_ = base + "/conf";
+    const std::string queue = base + "/queue";
+    const std::string data = base + "/data";
+    for (const std::string& d : {conf_, queue, data}) {
+      std::filesystem::create_directories(d);
+    }
+    if (const passwd* pw = getpwnam("postfix"); pw != nullptr) {
+      EXPECT_EQ(chown(data.c_str(), pw->pw_uid, pw->pw_gid), 0);
+    }
+    std::string rcpt;
+    for (const std::string& r : recipients) {
+      absl::StrAppend(&rcpt, r, " ok\n");
+    }
+    Write("relay_recipients", rcpt);
+    Write("transport", absl::StrCat("example.com smtp:[127.0.0.1]:", sink_port, "\n",
+                                    "sender.example smtp:[127.0.0.1]:", sink_port, "\n"));
+    Write("main.cf", absl::StrCat(
+        "compatibility_level = 3.6\nqueue_directory = ", queue, "\ndata_directory = ", data,
+        "\nmail_owner = postfix\nsetgid_group = postdrop\nmyhostname = postfix.example\n"
+        "inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmydestination =\n"
+        "mynetworks = 127.0.0.0/8\nrelay_domains = example.com, sender.example\n"
+        "relay_recipient_maps = hash:", conf_, "/relay_recipients\n"
+        "transport_maps = hash:", conf_, "/transport\n"
+        "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n"
+        "smtpd_peername_lookup = no\nlocal_header_rewrite_clients =\n"
+        "smtp_tls_security_level = none\n"
+        "smtpd_tls_security_level = none\nmaillog_file_prefixes = ", base,
+        "\nmaillog_file = ", base, "/maillog\nnotify_classes =\n"));
+    std::string master = absl::StrCat("127.0.0.1:", port, " inet n - n - - smtpd\n");
+    for (const char* service :
+         {"cleanup unix n - n - 0 cleanup", "qmgr unix n - n 300 1 qmgr",
+          "rewrite unix - - n - - trivial-rewrite", "bounce unix - - n - 0 bounce",
+          "defer unix - - n - 0 bounce", "trace unix - - n - 0 bounce",
+          "verify unix - - n - 1 verify", "proxymap unix - - n - - proxymap",
+          "smtp unix - - n - - smtp", "relay unix - - n - - smtp",
+          "showq unix n - n - - showq", "error unix - - n - - error",
+          "retry unix - - n - - error", "discard unix - - n - - discard",
+          "anvil unix - - n - 1 anvil", "scache unix - - n - 1 scache",
+          "postlog unix-dgram n - n - 1 postlogd", "pickup unix n - n 60 1 pickup",
+          "flush unix n - n 1000? 0 flush"}) {
+      absl::StrAppend(&master, service, "\n");
+    }
+    Write("master.cf", master);
+    for (const char* table : {"relay_recipients", "transport"}) {
+      auto r = testing::Run({"postmap", "-c", conf_, absl::StrCat("hash:", conf_, "/", table)});
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+    }
+  }
+  ~PrivatePostfix() {
+    if (master_pid_ <= 0) {
+      return;
+    }
+    testing::Run({"postfix", "-c", conf_, "stop"}, "", std::chrono::seconds(30));
+    for (int i = 0; i < 100 && kill(master_pid_, 0) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (kill(master_pid_, 0) == 0) {
+      kill(master_pid_, SIGKILL);
+    }
+  }
+
+  bool Start() {
+    auto r = testing::Run({"postfix", "-c", conf_, "start"}, "", std::chrono::seconds(60));
+    const std::string pidfile = base_ + "/queue/pid/master.pid";
+    for (int i = 0; i < 100 && !std::filesystem::exists(pidfile); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    const std::string pid = testing::ReadFile(pidfile);
+    if (r.exit_code != 0 || pid.empty()) {
+      ADD_FAILURE() << "postfix start: " << r.exit_code << " " << r.out << r.err << Log();
+      return false;
+    }
+    master_pid_ = std::stoi(pid);
+    return testing::WaitForPort(port_);
+  }
+
+  std::string Log() const { return testing::ReadFile(base_ + "/maillog"); }
+
+ private:
+  void Write(const std::string& name, const std::string& text) {
+    std::ofstream(conf_ + "/" + name) << text;
+  }
+
+  std::string base_;
+  std::string conf_;
+  int port_;
+  pid_t master_pid_ = -1;
 };
 
 TEST_F(DeliveryTest, EveryMessageArrivesOnceByteExactAndConnectionsAreReused) {
@@ -456,6 +561,125 @@ TEST_F(DeliveryTest, KillDashNineDuringDeliveryLosesNothing) {
   for (int i = 0; i < kMessages; ++i) {
     EXPECT_EQ(seen.count(Message(i)), 1u) << "message " << i << " lost" << moat->Stderr();
   }
+}
+
+}  // namespace
+}  // namespace moat
+
+namespace moat {
+namespace {
+
+// Everything after the sink's envelope lines and after every Received: header (Postfix's and
+// moat's).
+std::string ContentAfterReceivedHeaders(const std::string& file) {
+  size_t start = file.find("\r\n\r\n");
+  if (start == std::string::npos) {
+    return "";
+  }
+  std::string content = file.substr(start + 4);
+  while (content.rfind("Received: ", 0) == 0) {
+    size_t pos = content.find("\r\n");
+    while (pos != std::string::npos && pos + 2 < content.size() &&
+           (content[pos + 2] == ' ' || content[pos + 2] == '\t')) {
+      pos = content.find("\r\n", pos + 2);
+    }
+    if (pos == std::string::npos) {
+      return "";
+    }
+    content = content.substr(pos + 2);
+  }
+  return content;
+}
+
+// moat -> Postfix (CHUNKING) -> sink: moat sends every message with BDAT on reused
+// connections, the content arrives byte-exact (a leading dot is not stuffed inside a chunk),
+// and a recipient Postfix refuses bounces with Postfix's reply while the connection goes on.
+TEST_F(DeliveryTest, PostfixDownstreamGetsBdatByteExactAndRefusalsBounce) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "a private Postfix instance needs root to start (postfix start)";
+  }
+  const int postfix_port = testing::FreePort();
+  constexpr int kMessages = 12;
+  std::vector<std::string> known = {"owner@sender.example"};
+  for (int i = 0; i < kMessages; ++i) {
+    known.push_back(absl::StrCat("user", i, "@example.com"));
+  }
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);  // Postfix's daemons must reach their queue
+  PrivatePostfix postfix(dir_.path() + "/postfix", postfix_port, sink_port_, known);
+  auto sink = StartSink();
+  ASSERT_TRUE(postfix.Start());
+  next_hop_port_ = postfix_port;
+  Configure("default_destination_concurrency_limit = 1\n");
+  auto moat = StartMoat();
+  SmtpClient c;
+  ASSERT_NO_FATAL_FAILURE(Greet(c));
+  for (int i = 0; i < kMessages; ++i) {
+    std::string reply =
+        c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"), Message(i));
+    ASSERT_EQ(ReplyCode(reply), 250) << reply;
+  }
+  ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "nobody@example.com", Message(99))),
+            250);
+  // The messages and the bounce of the last one (to owner@sender.example, through Postfix).
+  ASSERT_TRUE(WaitForReceived(kMessages + 1, std::chrono::seconds(60)))
+      << moat->Stderr() << postfix.Log();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto received = Received();
+  ASSERT_EQ(received.size(), static_cast<size_t>(kMessages + 1)) << "duplicates arrived";
+  std::multiset<std::string> bodies;
+  std::string dsn;
+  for (const auto& [name, file] : received) {
+    if (file.find("X-Envelope-From: <>") != std::string::npos) {
+      dsn = file;
+      continue;
+    }
+    bodies.insert(ContentAfterReceivedHeaders(file));
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    EXPECT_EQ(bodies.count(Message(i)), 1u) << "message " << i << " not byte-exact: " << *bodies.begin();
+  }
+  EXPECT_NE(dsn.find("X-Envelope-To: <owner@sender.example>"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("Status: 5.1.1"), std::string::npos) << dsn;
+  ASSERT_TRUE(WaitForLog(*moat, "status=bounced")) << moat->Stderr();
+  EXPECT_NE(moat->Stderr().find("User unknown in relay recipient table (in reply to RCPT TO "
+                                "command)"),
+            std::string::npos)
+      << moat->Stderr();
+  // Postfix's smtpd counts the commands of each connection when it ends ("bdat=12 ...").
+  // moat's cached connections close after smtp_connection_cache_time_limit (2 s).
+  int bdat = 0;
+  int data = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const std::string log = postfix.Log();
+    bdat = 0;
+    data = 0;
+    for (size_t at = log.find("disconnect from"); at != std::string::npos;
+         at = log.find("disconnect from", at + 1)) {
+      const std::string line = log.substr(at, log.find('\n', at) - at);
+      if (size_t b = line.find(" bdat="); b != std::string::npos) {
+        bdat += std::stoi(line.substr(b + 6));
+      }
+      if (line.find(" data=") != std::string::npos) {
+        ++data;
+      }
+    }
+    if (bdat >= kMessages + 1) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // Every transaction of moat's went as BDAT (the refused one too: its chunk was read and
+  // refused), none with DATA, over fewer connections than messages.
+  EXPECT_EQ(bdat, kMessages + 1) << postfix.Log();
+  EXPECT_EQ(data, 0) << postfix.Log();
+  const std::string log = postfix.Log();
+  size_t connects = 0;
+  for (size_t at = log.find("connect from"); at != std::string::npos;
+       at = log.find("connect from", at + 1)) {
+    connects += log.compare(at > 3 ? at - 3 : at, 3, "dis") != 0 ? 1 : 0;
+  }
+  EXPECT_LE(connects, 4u) << log;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // main.cf -> the delivery side's settings (core/server/delivery.h): when a destination counts as
 // dead, as Postfix's default_destination_concurrency_failed_cohort_limit does it.
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -33,6 +34,20 @@ TEST(DeliverySettingsTest, DeadAfterAFailedPseudoCohortNotAfterOneFailure) {
   EXPECT_EQ(FailureLimit("default_destination_concurrency_failed_cohort_limit = 3\n", 2), 15);
   // Zero disables it, as in Postfix.
   EXPECT_EQ(FailureLimit("default_destination_concurrency_failed_cohort_limit = 0\n", 2), 0);
+}
+
+// smtp_discard_ehlo_keywords reaches the client as written (the client compares without
+// case); "chunking" there is how an operator gets Postfix's DATA-only client back.
+TEST(DeliverySettingsTest, DiscardedEhloKeywordsReachTheClient) {
+  config::LoadResult loaded = config::Config::LoadText(
+      "smtp_discard_ehlo_keywords = silent-discard, CHUNKING dsn\n", "/etc/moat/main.cf");
+  ASSERT_NE(loaded.config, nullptr);
+  EXPECT_TRUE(loaded.diagnostics.items().empty());
+  EXPECT_EQ(MakeDeliverySettings(*loaded.config, 2).client.discard_ehlo_keywords,
+            (std::vector<std::string>{"silent-discard", "CHUNKING", "dsn"}));
+  loaded = config::Config::LoadText("", "/etc/moat/main.cf");
+  ASSERT_NE(loaded.config, nullptr);
+  EXPECT_TRUE(MakeDeliverySettings(*loaded.config, 2).client.discard_ehlo_keywords.empty());
 }
 
 }  // namespace
