@@ -205,8 +205,8 @@ bool ShardSpool::HoldBatch() {
   // stops waiting once no message came for a window: the load went away).
   const uint64_t recent = now - window_start_ns_ < 2 * kRateWindowNs ? last_window_messages_ : 0;
   if (static_cast<double>(recent) * static_cast<double>(delay_ns) <
-      2.0 * static_cast<double>(kRateWindowNs)) {
-    return false;  // fewer than two more messages expected within the delay
+      kCommitDelayMinArrivals * static_cast<double>(kRateWindowNs)) {
+    return false;  // fewer messages expected within the delay than are worth the wait
   }
   if (delay_armed_) {
     // This batch waits already, or an earlier batch's cancelled timeout is still on the ring

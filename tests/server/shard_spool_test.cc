@@ -303,6 +303,20 @@ TEST_F(ShardSpoolTest, ALargeBatchDoesNotWait) {
   EXPECT_EQ(shard_spool_->delayed_batches(), 0u);
 }
 
+// One expected arrival within the delay is enough to wait (kCommitDelayMinArrivals): a message
+// a millisecond and a 1.7 ms delay predict 1.7 (at most 11 in a 10 ms window: 1.87), so a batch
+// waits; it would never wait if two were needed. W5's shards (a message per connection) run at
+// about that rate per delay.
+TEST_F(ShardSpoolTest, OneExpectedArrivalWithinTheDelayIsEnoughToWait) {
+  Start(Options());
+  ConnectIdleSessions();
+  shard_spool_->set_commit_delay(absl::Microseconds(1700));
+  SubmitOnePerMillisecond(64, 1000);
+  ASSERT_TRUE(RunUntilAllDurable());
+  EXPECT_GT(shard_spool_->delayed_batches(), 0u);
+  EXPECT_LT(shard_spool_->commits(), 64u);
+}
+
 // The wait ends when the delay runs out, without more messages and without Flush().
 TEST_F(ShardSpoolTest, AWaitingBatchGoesWhenTheDelayRunsOut) {
   Start(Options());
