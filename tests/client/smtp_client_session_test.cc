@@ -385,13 +385,18 @@ TEST(SmtpClientSessionTest, ChunkingAnnouncesTheCrlfAddedToAnUnterminatedLastLin
   EXPECT_EQ(s.TakeOutput(), "a\r\nb\r\nno\r\n");
 }
 
+// Handshake with a CHUNKING server; one recipient; the 3-byte content sent as one chunk.
+void SendOneChunk(SmtpClientSession& s) {
+  Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
+  s.AddBody("x\r\n");
+  s.EndBody();
+  s.TakeOutput();
+}
+
 TEST(SmtpClientSessionTest, ChunkingFailuresNameTheCommandAndKeepTheConnection) {
   {  // every recipient refused: the server still reads the chunk and refuses it
     SmtpClientSession s(Server());
-    Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
-    s.AddBody("x\r\n");
-    s.EndBody();
-    s.TakeOutput();
+    SendOneChunk(s);
     Feed(s, "250 ok\r\n550 5.1.1 no\r\n554 5.5.1 Error: no valid recipients\r\n");
     ASSERT_TRUE(s.TransactionDone());
     EXPECT_EQ(s.results()[0].outcome, Outcome::kBounced);
@@ -400,10 +405,7 @@ TEST(SmtpClientSessionTest, ChunkingFailuresNameTheCommandAndKeepTheConnection) 
   }
   {  // MAIL refused: RCPT and BDAT get 503s; the MAIL reply is what the recipient hears
     SmtpClientSession s(Server());
-    Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
-    s.AddBody("x\r\n");
-    s.EndBody();
-    s.TakeOutput();
+    SendOneChunk(s);
     Feed(s, "452 4.3.1 full\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n");
     ASSERT_TRUE(s.TransactionDone());
     EXPECT_EQ(s.results()[0].outcome, Outcome::kDeferred);
@@ -413,10 +415,7 @@ TEST(SmtpClientSessionTest, ChunkingFailuresNameTheCommandAndKeepTheConnection) 
   }
   {  // the end-of-data reply to BDAT
     SmtpClientSession s(Server());
-    Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
-    s.AddBody("x\r\n");
-    s.EndBody();
-    s.TakeOutput();
+    SendOneChunk(s);
     Feed(s, "250 ok\r\n250 ok\r\n451 4.3.0 Error: queue file write error\r\n");
     ASSERT_TRUE(s.TransactionDone());
     EXPECT_EQ(s.results()[0].outcome, Outcome::kDeferred);
@@ -426,10 +425,7 @@ TEST(SmtpClientSessionTest, ChunkingFailuresNameTheCommandAndKeepTheConnection) 
   }
   {  // the connection lost while the replies are owed
     SmtpClientSession s(Server());
-    Handshake(s, Tx({"a@d"}, 3), kEhloChunking);
-    s.AddBody("x\r\n");
-    s.EndBody();
-    s.TakeOutput();
+    SendOneChunk(s);
     Feed(s, "250 ok\r\n250 ok\r\n");
     s.OnEof();
     ASSERT_TRUE(s.TransactionDone());

@@ -146,6 +146,15 @@ class DeliveryTest : public ::testing::Test {
     ASSERT_EQ(ReplyCode(c.Command("EHLO client.example.org")), 250);
   }
 
+  // Messages 0..count-1 from a@sender.example to user<i>@example.com, each accepted (250).
+  static void SendNumbered(SmtpClient& c, int count) {
+    for (int i = 0; i < count; ++i) {
+      std::string reply =
+          c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"), Message(i));
+      ASSERT_EQ(ReplyCode(reply), 250) << reply;
+    }
+  }
+
   int Connections() {
     std::string text = testing::ReadFile(sink_dir_ + "/connections");
     return text.empty() ? 0 : std::stoi(text);
@@ -263,11 +272,7 @@ TEST_F(DeliveryTest, EveryMessageArrivesOnceByteExactAndConnectionsAreReused) {
   constexpr int kMessages = 30;
   SmtpClient c;
   ASSERT_NO_FATAL_FAILURE(Greet(c));
-  for (int i = 0; i < kMessages; ++i) {
-    std::string reply =
-        c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"), Message(i));
-    ASSERT_EQ(ReplyCode(reply), 250) << reply;
-  }
+  ASSERT_NO_FATAL_FAILURE(SendNumbered(c, kMessages));
   ASSERT_TRUE(WaitForReceived(kMessages)) << moat->Stderr();
   // A moment for any duplicate to show up.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -431,11 +436,7 @@ TEST_F(DeliveryTest, ContentBeyondTheMemoryBudgetIsReadBackFromTheSpool) {
   SmtpClient c;
   ASSERT_NO_FATAL_FAILURE(Greet(c));
   constexpr int kMessages = 5;
-  for (int i = 0; i < kMessages; ++i) {
-    ASSERT_EQ(ReplyCode(c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"),
-                                   Message(i))),
-              250);
-  }
+  ASSERT_NO_FATAL_FAILURE(SendNumbered(c, kMessages));
   ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "nobody@example.com", Message(9))), 250);
   // Downstream down: the first attempts (read back from the spool) fail, the destination is
   // throttled and every message deferred.
@@ -613,11 +614,7 @@ TEST_F(DeliveryTest, PostfixDownstreamGetsBdatByteExactAndRefusalsBounce) {
   auto moat = StartMoat();
   SmtpClient c;
   ASSERT_NO_FATAL_FAILURE(Greet(c));
-  for (int i = 0; i < kMessages; ++i) {
-    std::string reply =
-        c.SendMail("a@sender.example", absl::StrCat("user", i, "@example.com"), Message(i));
-    ASSERT_EQ(ReplyCode(reply), 250) << reply;
-  }
+  ASSERT_NO_FATAL_FAILURE(SendNumbered(c, kMessages));
   ASSERT_EQ(ReplyCode(c.SendMail("owner@sender.example", "nobody@example.com", Message(99))),
             250);
   // The messages and the bounce of the last one (to owner@sender.example, through Postfix).
