@@ -130,9 +130,7 @@ DeliverySettings MakeDeliverySettings(const config::Config& c, int shard_count) 
   t.quit = c.Time("smtp_quit_timeout");
   t.starttls = c.Time("smtp_starttls_timeout");
   t.idle = c.Time("smtp_connection_cache_time_limit");
-  for (const std::string& keyword : c.List("smtp_discard_ehlo_keywords")) {
-    s.client.discard_ehlo_keywords.push_back(keyword);
-  }
+  s.client.discard_ehlo_keywords = c.List("smtp_discard_ehlo_keywords");
   s.cache.idle = t.idle;
   s.cache.per_destination_max = static_cast<size_t>(
       sched::PerShardLimit(q.default_destination_concurrency_limit, shard_count));

@@ -30,8 +30,8 @@
 // due within the delay. A lightly loaded shard never waits. Measured in W1 (5 KB, 20 sessions,
 // two shards): 57% fewer commits and 13-16% less CPU per message at about the same throughput.
 // With one expected arrival instead of two, W5 (a message per connection, about 3,200 msg/s per
-// shard) waits too: 17% less CPU there, and at the open-loop rate of half W1's peak the p50 goes
-// up by 0.1-0.2 ms. A batch does not wait either when every session
+// shard) waits too: 10-17% less CPU there, and at the open-loop rate of half W1's peak the p50
+// goes up by 0.1-0.35 ms (full runs: 0.66-0.71 ms to 1.04-1.07 ms; the p99 did not move). A batch does not wait either when every session
 // of the shard is waiting for its 250 already (no one else could add a message), or when it
 // holds kCommitBatchBytes (64 KiB) of messages already: then its write, not the commit's fixed
 // cost, is what it costs (one 100 KB message goes at once). Flush() ends all waiting (the

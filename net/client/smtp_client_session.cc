@@ -423,7 +423,6 @@ void SmtpClientSession::BeginTransaction(bool with_rset) {
   in_transaction_ = true;
   mail_ok_ = false;
   data_sent_ = false;
-  dot_sent_ = false;
   at_line_start_ = true;
   accepted_ = 0;
   bdat_ = false;
@@ -627,13 +626,11 @@ void SmtpClientSession::EndBody() {
                      "4.3.0");
       return;
     }
-    dot_sent_ = true;
     phase_ = Phase::kDataDone;
     UpdatePhase();  // the MAIL and RCPT replies come first
     return;
   }
   output_ += ".\r\n";
-  dot_sent_ = true;
   expect_.push_back({Command::kDot});
   phase_ = Phase::kDataDone;
 }

@@ -283,7 +283,6 @@ class SmtpClientSession {
   bool in_transaction_ = false;  // MAIL..end of data for the current transaction
   bool mail_ok_ = false;
   bool data_sent_ = false;  // DATA queued (it may still be unsent in lock-step)
-  bool dot_sent_ = false;
   bool at_line_start_ = true;  // dot-stuffing state across AddBody chunks
   bool bdat_ = false;          // this transaction sends its content with BDAT
   uint64_t bdat_size_ = 0;     // the size "BDAT n LAST" announced

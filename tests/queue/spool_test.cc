@@ -38,6 +38,13 @@ class SpoolTest : public ::testing::Test {
     EXPECT_TRUE(spool.ok()) << spool.status();
     return spool.ok() ? *std::move(spool) : nullptr;
   }
+  // A 16 MiB-segment spool whose batches hold at most `records_max` records.
+  std::unique_ptr<Spool> OpenBatchLimitedSpool(size_t records_max) {
+    SpoolOptions options = Options();
+    options.segment_bytes = 16 << 20;
+    options.batch_records_max = records_max;
+    return OpenSpool(options);
+  }
   std::vector<std::string> SegmentFiles(const SpoolOptions& options) {
     std::vector<std::string> out;
     for (const auto& entry : std::filesystem::directory_iterator(options.directory)) {
@@ -151,10 +158,7 @@ TEST_F(SpoolTest, GroupCommitMakesManyTicketsDurableWithOneBatch) {
 }
 
 TEST_F(SpoolTest, BatchLimitsSplitABurstIntoSeveralCommits) {
-  SpoolOptions options = Options();
-  options.segment_bytes = 16 << 20;
-  options.batch_records_max = 8;
-  std::unique_ptr<Spool> spool = OpenSpool(options);
+  std::unique_ptr<Spool> spool = OpenBatchLimitedSpool(8);
   ASSERT_NE(spool, nullptr);
   std::string content = MakeContent("b@example", 100);
   for (int i = 0; i < 20; ++i) {
@@ -169,10 +173,7 @@ TEST_F(SpoolTest, BatchLimitsSplitABurstIntoSeveralCommits) {
 // The staged-message counters a driver's commit delay reads: journal records are not messages,
 // and a batch cut by its limits leaves the rest counted.
 TEST_F(SpoolTest, PendingMessageCountersFollowStagingAndBatches) {
-  SpoolOptions options = Options();
-  options.segment_bytes = 16 << 20;
-  options.batch_records_max = 2;
-  std::unique_ptr<Spool> spool = OpenSpool(options);
+  std::unique_ptr<Spool> spool = OpenBatchLimitedSpool(2);
   ASSERT_NE(spool, nullptr);
   std::string content = MakeContent("c@example", 1000);
   std::vector<uint64_t> sequences;
